@@ -1,0 +1,180 @@
+"""Stored connections: building API clients from them, and persisting what the clients hand back (rotated Procore
+tokens, a new ServiceTrade session) encrypted, in one transaction, under a row lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.clients.procore import ProcoreClient, TokenSet
+from worker.clients.ratelimit import LocalRateBudget, RateBudget, RedisRateBudget
+from worker.clients.servicetrade import ServiceTradeClient
+from worker.db import session_scope
+from worker.logging import register_secret
+from worker.models import Connection
+from worker.settings import Settings, get_settings
+
+# An already-expired access time: a stored refresh token alone makes the client refresh before its first call.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class NoConnection(RuntimeError):
+    pass
+
+
+def get_connection(session: Session, company_id: int | None = None) -> Connection:
+    """The connection to use: the one for `company_id`, or the only one there is."""
+    query = select(Connection)
+    if company_id is not None:
+        query = query.where(Connection.procore_company_id == company_id)
+    rows = session.scalars(query).all()
+    if not rows:
+        raise NoConnection(
+            "No connection is stored yet. Run `stsync connect procore --company-id ID --client-id X --client-secret Y` "
+            "and `stsync connect servicetrade --username U --password P` first."
+        )
+    if len(rows) > 1:
+        ids = ", ".join(str(r.procore_company_id) for r in rows)
+        raise NoConnection(f"Several Procore companies are connected ({ids}); say which with --company-id.")
+    _register_connection_secrets(rows[0])
+    return rows[0]
+
+
+def _register_connection_secrets(conn: Connection) -> None:
+    for value in (
+        conn.procore_client_secret,
+        conn.procore_access_token,
+        conn.procore_refresh_token,
+        conn.st_password,
+        conn.st_client_secret,
+        conn.st_session_token,
+    ):
+        register_secret(value)
+
+
+class DbTokenStore:
+    """Procore tokens of one connection, stored encrypted; refreshes are serialised by a row lock
+    (SELECT ... FOR UPDATE) so two workers never refresh the same connection at once (P-2)."""
+
+    def __init__(self, connection_id: int, database_url: str | None = None) -> None:
+        self.connection_id = connection_id
+        self.database_url = database_url
+        self._held = threading.local()
+
+    def load(self) -> TokenSet | None:
+        with session_scope(self.database_url) as session:
+            return self._read(session.get(Connection, self.connection_id))
+
+    @contextmanager
+    def locked(self) -> Iterator[TokenSet | None]:
+        with session_scope(self.database_url) as session:
+            row = session.scalars(
+                select(Connection).where(Connection.id == self.connection_id).with_for_update()
+            ).one()
+            self._held.session = session
+            try:
+                yield self._read(row)
+            finally:
+                self._held.session = None
+
+    def save(self, tokens: TokenSet) -> None:
+        register_secret(tokens.access_token)
+        register_secret(tokens.refresh_token)
+        held: Session | None = getattr(self._held, "session", None)
+        if held is not None:
+            self._write(held.get(Connection, self.connection_id), tokens)
+            held.flush()
+            return
+        with session_scope(self.database_url) as session:
+            row = session.scalars(
+                select(Connection).where(Connection.id == self.connection_id).with_for_update()
+            ).one()
+            self._write(row, tokens)
+
+    @staticmethod
+    def _read(row: Connection | None) -> TokenSet | None:
+        if row is None or not row.procore_access_token or row.procore_token_expires_at is None:
+            if row is not None and row.procore_refresh_token:
+                return TokenSet(access_token="", refresh_token=row.procore_refresh_token, expires_at=_EPOCH)
+            return None
+        return TokenSet(
+            access_token=row.procore_access_token,
+            refresh_token=row.procore_refresh_token,
+            expires_at=row.procore_token_expires_at,
+        )
+
+    @staticmethod
+    def _write(row: Connection, tokens: TokenSet) -> None:
+        # Both tokens in one write: a rotated refresh token is useless without its access token and vice versa.
+        row.procore_access_token = tokens.access_token
+        row.procore_refresh_token = tokens.refresh_token
+        row.procore_token_expires_at = tokens.expires_at
+        row.procore_needs_reauth = None
+
+
+
+_local_budgets: dict[int, LocalRateBudget] = {}
+
+
+def rate_budget_for(company_id: int, settings: Settings | None = None) -> RateBudget:
+    """The Procore rate budget of a company: shared in Redis by every worker, in-process for the SQLite demo."""
+    settings = settings or get_settings()
+    url = settings.rate_budget_url
+    if url is None:
+        return _local_budgets.setdefault(company_id, LocalRateBudget())
+    return RedisRateBudget(url, key=f"stsync:procore-budget:{company_id}")
+
+
+def procore_client(conn: Connection, settings: Settings | None = None) -> ProcoreClient:
+    settings = settings or get_settings()
+    return ProcoreClient(
+        settings.procore_api_url,
+        settings.procore_login_url,
+        conn.procore_company_id,
+        client_id=conn.procore_client_id,
+        client_secret=conn.procore_client_secret,
+        token_store=DbTokenStore(conn.id, settings.database_url),
+        rate_budget=rate_budget_for(conn.procore_company_id, settings),
+        timeout=settings.http_timeout_s,
+    )
+
+
+def servicetrade_client(conn: Connection, settings: Settings | None = None) -> ServiceTradeClient:
+    settings = settings or get_settings()
+    if conn.st_auth_kind is None:
+        raise NoConnection(
+            "ServiceTrade is not connected yet. Run `stsync connect servicetrade --username U --password P` "
+            "(or --client-id/--client-secret for OAuth)."
+        )
+    connection_id = conn.id
+    database_url = settings.database_url
+
+    def persist_session(token: str | None) -> None:
+        register_secret(token)
+        with session_scope(database_url) as session:
+            row = session.get(Connection, connection_id)
+            if row is not None:
+                row.st_session_token = token
+
+    if conn.st_auth_kind == "oauth":
+        return ServiceTradeClient(
+            settings.servicetrade_api_url,
+            client_id=conn.st_client_id,
+            client_secret=conn.st_client_secret,
+            session_token=conn.st_session_token,
+            on_session=persist_session,
+            timeout=settings.http_timeout_s,
+        )
+    return ServiceTradeClient(
+        settings.servicetrade_api_url,
+        username=conn.st_username,
+        password=conn.st_password,
+        session_token=conn.st_session_token,
+        on_session=persist_session,
+        timeout=settings.http_timeout_s,
+    )

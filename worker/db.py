@@ -1,0 +1,123 @@
+"""One engine per process, a session per unit of work, and the per-project lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.settings import get_settings
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+_engines: dict[str, Engine] = {}
+_engines_guard = threading.Lock()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().database_url
+    with _engines_guard:
+        if url not in _engines:
+            _engines[url] = make_engine(url)
+        return _engines[url]
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections (after a fork, a child must not share its parent's sockets)."""
+    with _engines_guard:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any error."""
+    session = session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+class ProjectBusy(RuntimeError):
+    """Another sync of the same project holds its lock."""
+
+
+_local_locks: dict[tuple[str, int], threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+# Keeps advisory lock ids of stsync apart from any other user of the same database.
+_LOCK_NAMESPACE = 0x5751
+
+
+@contextmanager
+def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterator[None]:
+    """Hold the per-project lock for the duration of a sync (DESIGN §3 step 1).
+
+    On PostgreSQL this is a session-level advisory lock on a dedicated connection, so it outlives the sync's own
+    transactions and is released by the server if the worker dies. SQLite (the demo) runs in one process, where a
+    process-local lock is enough.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+            else:
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id}
+                ).scalar()
+                if not got:
+                    raise ProjectBusy(f"another sync of project link {link_id} is running")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+        return
+    with _local_locks_guard:
+        lock = _local_locks.setdefault((str(engine.url), link_id), threading.Lock())
+    if not lock.acquire(blocking=wait):
+        raise ProjectBusy(f"another sync of project link {link_id} is running")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """True when an insert lost a race on a unique constraint.
+
+    Callers treat that as "someone else already did it" (a second beat, a redelivered message), which is why it
+    is safe to swallow only this kind of IntegrityError.
+    """
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code is not None:
+        return code == "23505"
+    return "UNIQUE constraint failed" in str(exc.orig)

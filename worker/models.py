@@ -1,0 +1,336 @@
+"""SQLAlchemy 2.0 typed models: every table of DESIGN §2.
+
+The unique constraints are what make the ledger idempotent: one ledger row per connection and source key, one
+project link per connection and Procore project, one sync run per run key.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from worker.crypto import EncryptedText
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as the value strings, checked by a constraint on SQLite and a native type on PostgreSQL.
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+class LedgerStatus(enum.StrEnum):
+    pending = "pending"
+    posted = "posted"
+    unknown = "unknown"
+    failed = "failed"
+    skipped = "skipped"
+    deleted = "deleted"
+    needs_review = "needs_review"
+
+
+class EntryMode(enum.StrEnum):
+    hours = "hours"
+    start_stop = "start_stop"
+
+
+class SplitMode(enum.StrEnum):
+    midnight = "midnight"
+    start_date = "start_date"
+
+
+class TechnicianStatus(enum.StrEnum):
+    ok = "ok"
+    no_employee_id = "no_employee_id"
+    invalid_employee_id = "invalid_employee_id"
+    not_employee = "not_employee"
+
+
+class ScheduleKind(enum.StrEnum):
+    nightly = "nightly"
+    weekly = "weekly"
+    payroll = "payroll"
+
+
+class RunStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    deferred = "deferred"
+
+
+class RunTrigger(enum.StrEnum):
+    schedule = "schedule"
+    cli = "cli"
+    task = "task"
+    manual = "manual"
+    retry = "retry"
+
+
+class Connection(Base):
+    """One Procore company and one ServiceTrade account, with their credentials (encrypted at rest)."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procore_company_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    procore_client_id: Mapped[str] = mapped_column(String(200))
+    procore_client_secret: Mapped[str] = mapped_column(EncryptedText)
+    procore_access_token: Mapped[str | None] = mapped_column(EncryptedText)
+    procore_refresh_token: Mapped[str | None] = mapped_column(EncryptedText)
+    procore_token_expires_at: Mapped[datetime | None]
+    procore_needs_reauth: Mapped[str | None] = mapped_column(Text, doc="why the connection must be re-authorised")
+
+    st_auth_kind: Mapped[str | None] = mapped_column(String(20), doc="session | oauth")
+    st_username: Mapped[str | None] = mapped_column(String(200))
+    st_password: Mapped[str | None] = mapped_column(EncryptedText)
+    st_client_id: Mapped[str | None] = mapped_column(String(200))
+    st_client_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    st_session_token: Mapped[str | None] = mapped_column(EncryptedText)
+    st_vendor_company_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    links: Mapped[list[ProjectLink]] = relationship(back_populates="connection")
+
+
+class ProjectLink(Base):
+    """A Procore project linked to a ServiceTrade customer, location and job."""
+
+    __tablename__ = "project_links"
+    __table_args__ = (UniqueConstraint("connection_id", "procore_project_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    procore_project_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(300))
+    time_zone: Mapped[str] = mapped_column(String(64), doc="IANA zone of the project")
+    entry_mode: Mapped[EntryMode] = mapped_column(_enum(EntryMode, "entry_mode"))
+    timesheets_active: Mapped[bool] = mapped_column(Boolean)
+    lookback_days: Mapped[int] = mapped_column(Integer, default=14)
+    split_mode: Mapped[SplitMode] = mapped_column(_enum(SplitMode, "split_mode"), default=SplitMode.midnight)
+    job_type: Mapped[str | None] = mapped_column(String(64))
+    st_company_id: Mapped[int | None] = mapped_column(BigInteger)
+    st_location_id: Mapped[int | None] = mapped_column(BigInteger)
+    st_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    st_job_number: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    connection: Mapped[Connection] = relationship(back_populates="links")
+    rules: Mapped[list[CostCodeRule]] = relationship(
+        back_populates="link", order_by="CostCodeRule.priority", cascade="all, delete-orphan"
+    )
+
+
+class Technician(Base):
+    """A ServiceTrade technician and the Procore person their Employee ID resolves to, or why it doesn't."""
+
+    __tablename__ = "technicians"
+    __table_args__ = (UniqueConstraint("connection_id", "st_user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    st_user_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(300))
+    employee_id: Mapped[str | None] = mapped_column(String(100))
+    procore_party_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[TechnicianStatus] = mapped_column(_enum(TechnicianStatus, "technician_status"))
+    problem: Mapped[str | None] = mapped_column(Text)
+    refreshed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CostCodeRule(Base):
+    """One ordered rule of a project: conditions → cost code, cost type, time type, billable, description."""
+
+    __tablename__ = "cost_code_rules"
+    __table_args__ = (UniqueConstraint("project_link_id", "priority"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_link_id: Mapped[int] = mapped_column(ForeignKey("project_links.id", ondelete="CASCADE"))
+    priority: Mapped[int] = mapped_column(Integer)
+    activity: Mapped[str | None] = mapped_column(String(20))
+    st_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    weekdays: Mapped[str | None] = mapped_column(String(40), doc="mon,tue,... or NULL for every day")
+    start_window: Mapped[str | None] = mapped_column(String(11), doc="HH:MM-HH:MM local, may wrap midnight")
+    cost_code_id: Mapped[int] = mapped_column(BigInteger)
+    line_item_type_id: Mapped[int] = mapped_column(BigInteger)
+    timecard_time_type_id: Mapped[int | None] = mapped_column(BigInteger)
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    link: Mapped[ProjectLink] = relationship(back_populates="rules")
+
+
+class Schedule(Base):
+    """A nightly, weekly or payroll-period schedule of a project, in its local time, with the next run in UTC."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_link_id: Mapped[int] = mapped_column(ForeignKey("project_links.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[ScheduleKind] = mapped_column(_enum(ScheduleKind, "schedule_kind"))
+    local_time: Mapped[time] = mapped_column(Time)
+    weekday: Mapped[int | None] = mapped_column(Integer, doc="0 = Monday, for weekly schedules")
+    payroll_kind: Mapped[str | None] = mapped_column(String(20))
+    anchor_date: Mapped[date | None] = mapped_column(Date)
+    grace_days: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_run_at: Mapped[datetime] = mapped_column(index=True)
+    last_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SyncRun(Base):
+    """One run of one project window: trigger, window, status, counts by outcome, timings, error."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(200), unique=True)
+    project_link_id: Mapped[int] = mapped_column(ForeignKey("project_links.id"), index=True)
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    trigger: Mapped[RunTrigger] = mapped_column(_enum(RunTrigger, "run_trigger"))
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    selection: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="manual flow: clock event ids, cost code, line item type"
+    )
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), index=True)
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    link: Mapped[ProjectLink] = relationship()
+
+
+class ClockEvent(Base):
+    """A raw punch as last read from ServiceTrade (audit: edits and deletions stay visible)."""
+
+    __tablename__ = "clock_events"
+    __table_args__ = (
+        UniqueConstraint("project_link_id", "st_event_id"),
+        Index("ix_clock_events_link_time", "project_link_id", "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_link_id: Mapped[int] = mapped_column(ForeignKey("project_links.id", ondelete="CASCADE"))
+    st_event_id: Mapped[int] = mapped_column(BigInteger)
+    st_user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(300))
+    st_job_id: Mapped[int] = mapped_column(BigInteger)
+    activity: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(20))
+    event_time: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(20))
+    st_updated: Mapped[int | None] = mapped_column(BigInteger)
+    deleted_at: Mapped[datetime | None] = mapped_column(doc="when it stopped being listed")
+    first_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LedgerEntry(Base):
+    """One Procore timecard entry stsync is responsible for, or the skipped row that says why there is none."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "source_key"),
+        Index("ix_ledger_entries_link_date", "project_link_id", "work_date"),
+        Index("ix_ledger_entries_link_status", "project_link_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    project_link_id: Mapped[int] = mapped_column(ForeignKey("project_links.id"))
+    source_key: Mapped[str] = mapped_column(String(100), doc="<clock-in event id>:<local date>")
+    clock_in_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    clock_out_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    st_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    technician_name: Mapped[str | None] = mapped_column(String(300))
+    activity: Mapped[str | None] = mapped_column(String(20))
+    work_date: Mapped[date | None] = mapped_column(Date)
+    actual_start: Mapped[datetime | None] = mapped_column(doc="the punched clock-in of the whole interval")
+    actual_end: Mapped[datetime | None]
+    rounded_start: Mapped[datetime | None]
+    rounded_end: Mapped[datetime | None]
+    piece_start: Mapped[datetime | None] = mapped_column(doc="rounded start of this day's piece")
+    piece_end: Mapped[datetime | None]
+    hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    cost_code_id: Mapped[int | None] = mapped_column(BigInteger)
+    line_item_type_id: Mapped[int | None] = mapped_column(BigInteger)
+    timecard_time_type_id: Mapped[int | None] = mapped_column(BigInteger)
+    billable: Mapped[bool | None] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    party_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="what was (or will be) sent to Procore")
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[LedgerStatus] = mapped_column(_enum(LedgerStatus, "ledger_status"))
+    reason: Mapped[str | None] = mapped_column(String(40), doc="skip reason code, or why it failed")
+    detail: Mapped[str | None] = mapped_column(Text)
+    procore_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    approval_status: Mapped[str | None] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    claimed_at: Mapped[datetime | None]
+    posted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class LedgerHistory(Base):
+    """Every status change of a ledger entry, append-only."""
+
+    __tablename__ = "ledger_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ledger_entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())

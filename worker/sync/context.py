@@ -1,0 +1,137 @@
+"""DESIGN §3 step 2: what a run needs from Procore and ServiceTrade, read once per run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from worker.clients.procore import ProcoreClient
+from worker.clients.servicetrade import ServiceTradeClient
+from worker.sync.plan import ProjectContext, TechnicianView
+from worker.sync.types import RoundingRule
+
+TIMESHEETS_TOOL_TITLE = "Timesheets"
+REQUIRED_PROJECT_FIELDS = ("name", "address", "city", "state_code", "zip")
+
+
+class ProjectProblem(RuntimeError):
+    """The Procore project cannot be synced as it is; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class LaborCodes:
+    """Cost codes of the project that can take labor hours, and why the others can't (P-4)."""
+
+    usable: dict[int, dict[str, Any]]  # cost code id → cost code
+    unusable: dict[int, tuple[dict[str, Any], str]]  # cost code id → (cost code, why)
+    labor_line_item_types: dict[int, dict[str, Any]]
+
+
+def project_zone(project: Mapping[str, Any]) -> ZoneInfo:
+    name = project.get("tz_name")
+    if not name:
+        raise ProjectProblem(f"Procore project {project.get('id')} has no time zone (tz_name); set it in Procore")
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ProjectProblem(f"Procore project {project.get('id')} has an unknown time zone {name!r}") from exc
+
+
+def labor_codes(cost_codes: Iterable[Mapping[str, Any]], line_item_types: Iterable[Mapping[str, Any]]) -> LaborCodes:
+    labor_types = {int(t["id"]): dict(t) for t in line_item_types if t.get("base_type") == "labor"}
+    usable: dict[int, dict[str, Any]] = {}
+    unusable: dict[int, tuple[dict[str, Any], str]] = {}
+    for code in cost_codes:
+        has_labor = any(t.get("base_type") == "labor" for t in code.get("line_item_types") or [])
+        if not code.get("budgeted"):
+            unusable[int(code["id"])] = (dict(code), "not budgeted on the project")
+        elif not has_labor:
+            unusable[int(code["id"])] = (dict(code), "no Labor cost type on its budget line")
+        else:
+            usable[int(code["id"])] = dict(code)
+    return LaborCodes(usable=usable, unusable=unusable, labor_line_item_types=labor_types)
+
+
+def rounding_rule(config: Mapping[str, Any] | None) -> RoundingRule | None:
+    if not config:
+        return None
+    return RoundingRule(rule=str(config["rule"]), increment_min=int(config["time_increment"]))
+
+
+def timesheets_active(tools: Iterable[Mapping[str, Any]]) -> bool:
+    return any(t.get("title") == TIMESHEETS_TOOL_TITLE and t.get("is_active") for t in tools)
+
+
+def load_project_context(
+    procore: ProcoreClient, project_id: int, *, split_mode: str, job_number: int | None
+) -> tuple[ProjectContext, dict[str, Any], LaborCodes]:
+    project = procore.get_project(project_id)
+    config = procore.company_configuration()
+    in_out = {int(p) for p in config.get("projects_timecard_in_out_enabled") or []}
+    codes = labor_codes(procore.cost_codes(project_id), procore.line_item_types())
+    ctx = ProjectContext(
+        procore_project_id=project_id,
+        tz=project_zone(project),
+        start_stop=project_id in in_out,
+        rounding=rounding_rule(procore.rounding_configuration()),
+        split_mode=split_mode,
+        labor_cost_code_ids=frozenset(codes.usable),
+        labor_line_item_type_ids=frozenset(codes.labor_line_item_types),
+        timesheets_active=timesheets_active(procore.project_tools(project_id)),
+        job_number=job_number,
+    )
+    return ctx, project, codes
+
+
+@dataclass(frozen=True)
+class ResolvedTechnician:
+    st_user_id: int
+    name: str
+    employee_id: str | None
+    party_id: int | None
+    status: str
+    problem: str | None
+
+    def view(self) -> TechnicianView:
+        return TechnicianView(self.st_user_id, self.name, self.party_id, self.status, self.problem)
+
+
+def resolve_technicians(
+    st_users: Iterable[Mapping[str, Any]], people: Iterable[Mapping[str, Any]]
+) -> list[ResolvedTechnician]:
+    """Match each technician's `externalIds.procore` to a Procore person who is an employee (ST-6, P-4)."""
+    by_employee_id: dict[str, Mapping[str, Any]] = {}
+    for person in people:
+        emp = str(person.get("employee_id") or "").strip()
+        if emp:
+            by_employee_id.setdefault(emp, person)
+    resolved = []
+    for user in st_users:
+        uid = int(user["id"])
+        name = str(user.get("name") or f"{user.get('firstName', '')} {user.get('lastName', '')}".strip())
+        emp = str(((user.get("externalIds") or {}).get("procore")) or "").strip() or None
+        if emp is None:
+            resolved.append(ResolvedTechnician(uid, name, None, None, "no_employee_id",
+                                               f"{name} has no Procore Employee ID in ServiceTrade"))
+            continue
+        person = by_employee_id.get(emp)
+        if person is None:
+            resolved.append(ResolvedTechnician(
+                uid, name, emp, None, "invalid_employee_id",
+                f"{name}'s Procore Employee ID {emp!r} matches no Procore person; correct it in ServiceTrade"))
+            continue
+        full = f"{person.get('first_name', '')} {person.get('last_name', '')}".strip()
+        if not person.get("is_employee"):
+            resolved.append(ResolvedTechnician(
+                uid, name, emp, int(person["id"]), "not_employee",
+                f"{name}'s Procore Employee ID {emp!r} belongs to {full}, who is not marked as an employee in "
+                "Procore"))
+            continue
+        resolved.append(ResolvedTechnician(uid, name, emp, int(person["id"]), "ok", None))
+    return resolved
+
+
+def fetch_technicians(st: ServiceTradeClient, procore: ProcoreClient) -> list[ResolvedTechnician]:
+    return resolve_technicians(st.technicians(), procore.people(employees_only=False))
