@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import wraps
 from typing import Any
@@ -15,7 +15,8 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schedules.periods import Period
+from schedules.nextrun import next_run
+from schedules.periods import PayrollKind, Period
 from worker.clients.errors import ApiError, CredentialsRejected, NeedsReauthorization
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 from worker.clients.servicetrade import ServiceTradeClient
@@ -463,6 +464,90 @@ def _schedule_dict(x: Any, zone: str) -> dict[str, Any]:
             "enabled": x.enabled}
 
 
+@cli.group()
+def schedule() -> None:
+    """When a project syncs by itself: nightly, weekly, or after each payroll period (in its local time)."""
+
+
+@schedule.command("set")
+@click.argument("project_id", type=int)
+@click.option("--nightly", "nightly_at", default=None, metavar="HH:MM", help="every day at this local time")
+@click.option("--weekly", "weekly_at", default=None, metavar="DAY@HH:MM", help="e.g. fri@18:00")
+@click.option("--payroll", type=click.Choice([k.value for k in PayrollKind]), default=None)
+@click.option("--anchor", default=None, help="first day of a payroll period (biweekly needs it)")
+@click.option("--at", "at_time", default=None, metavar="HH:MM", help="local time of the payroll run")
+@click.option("--grace-days", type=int, default=0, help="days after the period's last day before it runs")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def schedule_set(project_id: int, nightly_at: str | None, weekly_at: str | None, payroll: str | None,
+                 anchor: str | None, at_time: str | None, grace_days: int, as_json: bool) -> None:
+    """Set (replace) the schedule of one kind for PROJECT_ID."""
+    from worker.dispatch import spec_of
+    from worker.models import Schedule, ScheduleKind
+
+    chosen = [x for x in (nightly_at, weekly_at, payroll) if x]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --nightly HH:MM, --weekly DAY@HH:MM, --payroll KIND --at HH:MM")
+    weekday = None
+    if nightly_at:
+        kind, at = ScheduleKind.nightly, _hhmm(nightly_at, "--nightly")
+    elif weekly_at:
+        day, _, hm = weekly_at.partition("@")
+        days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        if day.lower()[:3] not in days or not hm:
+            raise ValueError(f"--weekly must look like fri@18:00, got {weekly_at!r}")
+        kind, at, weekday = ScheduleKind.weekly, _hhmm(hm, "--weekly"), days.index(day.lower()[:3])
+    else:
+        if not at_time:
+            raise ValueError("--payroll needs --at HH:MM (the local time of the run)")
+        kind, at = ScheduleKind.payroll, _hhmm(at_time, "--at")
+    anchor_d = parse_day(anchor, "--anchor")
+    if payroll == "biweekly" and anchor_d is None:
+        raise ValueError("a biweekly payroll needs --anchor YYYY-MM-DD, the first day of any one period")
+    if grace_days < 0:
+        raise ValueError("--grace-days can't be negative")
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        link = find_link(s, project_id)
+        sched = s.scalars(select(Schedule).where(Schedule.project_link_id == link.id,
+                                                 Schedule.kind == kind)).one_or_none()
+        if sched is None:
+            sched = Schedule(project_link_id=link.id, kind=kind, next_run_at=now)
+            s.add(sched)
+        sched.local_time, sched.weekday, sched.payroll_kind = at, weekday, payroll
+        sched.anchor_date, sched.grace_days, sched.enabled = anchor_d, grace_days, True
+        occurrence = next_run(spec_of(sched), ZoneInfo(link.time_zone), now)
+        sched.next_run_at = occurrence.at_utc
+        s.flush()
+        data = _schedule_dict(sched, link.time_zone) | {"project_id": project_id,
+                                                        "window": [str(occurrence.window.start),
+                                                                   str(occurrence.window.end)]}
+    emit(data, as_json, lambda: click.echo(
+        f"project {project_id}: {data['kind']} {data['detail']}; next run {data['next_run_local']} "
+        f"covering {data['window'][0]} to {data['window'][1]}"))
+
+
+def _hhmm(value: str, name: str) -> time:
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a local time as HH:MM, got {value!r}") from None
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def schedule_list(as_json: bool) -> None:
+    from worker.models import Schedule
+
+    with session_scope() as s:
+        data = [
+            _schedule_dict(x, link.time_zone) | {"project_id": link.procore_project_id}
+            for x, link in s.execute(select(Schedule, ProjectLink).join(ProjectLink).order_by(Schedule.next_run_at))
+        ]
+    emit(data, as_json, lambda: print_table(data, SCHEDULE_COLUMNS, empty="(no schedules)"))
+
+
 # ---------------------------------------------------------------------------- sync
 
 
@@ -514,6 +599,7 @@ def sync(project_id: int, start: str | None, end: str | None, dry_run: bool, enq
         if enqueue:
             run = create_run(s, link, trigger=RunTrigger.cli, window=window, dry_run=dry_run, now=now)
             assert run is not None
+            run.enqueued_at = now
             run_id = run.id
     if enqueue:
         from tasks.sync import run as run_task

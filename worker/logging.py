@@ -28,7 +28,7 @@ _TEXT_PATTERNS = [
         re.IGNORECASE,
     ),
     re.compile(r"(?P<k>\b(?:Bearer|Basic)\s+)(?P<v>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE),
-    re.compile(r"(?P<k>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<v>[^@\s]+)(?=@)", re.IGNORECASE),
+    re.compile(r"(?P<k>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<v>[^@\s]+)(?=@)", re.IGNORECASE),
 ]
 
 _known_secrets: set[str] = set()

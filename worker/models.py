@@ -240,6 +240,7 @@ class SyncRun(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     task_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
@@ -278,6 +279,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "source_key"),
         Index("ix_ledger_entries_link_date", "project_link_id", "work_date"),
+        Index("ix_ledger_entries_link_start", "project_link_id", "actual_start"),
         Index("ix_ledger_entries_link_status", "project_link_id", "status"),
     )
 

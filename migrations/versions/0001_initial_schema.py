@@ -194,6 +194,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("task_id", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -287,6 +288,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_ledger_entries_link_status", "ledger_entries", ["project_link_id", "status"], unique=False
     )
+    op.create_index(
+        "ix_ledger_entries_link_start", "ledger_entries", ["project_link_id", "actual_start"], unique=False
+    )
     op.create_table(
         "ledger_history",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -316,6 +320,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_ledger_history_ledger_entry_id"), table_name="ledger_history")
     op.drop_table("ledger_history")
+    op.drop_index("ix_ledger_entries_link_start", table_name="ledger_entries")
     op.drop_index("ix_ledger_entries_link_status", table_name="ledger_entries")
     op.drop_index("ix_ledger_entries_link_date", table_name="ledger_entries")
     op.drop_table("ledger_entries")

@@ -8,7 +8,7 @@ up in Procore (P-6) before it is ever sent again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -367,12 +367,12 @@ class SyncPipeline:
         if reconcile:
             found = self._reconcile(reconcile)
             again = {k: v for k, v in rows.items() if k in {r.source_key for r in reconcile}}
-            for key, row in again.items():
+            for row in again.values():
                 row.status, row.procore_entry_id, row.approval_status = found.get(
                     row.id, (LedgerStatus.deleted, None, None)
                 )
             second = diff(
-                {k: d for k, d in self._desired_for(planned, again).items()},
+                self._desired_for(planned, again),
                 {k: ledger_view(v, manual_override=manual) for k, v in again.items()},
             )
             for action in second:
@@ -888,7 +888,3 @@ def _event_row(link_id: int, punch: Punch, raw: dict[str, Any], now: datetime) -
         "last_seen_at": now,
     }
 
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -1,0 +1,19 @@
+"""The only beat entry: every minute, turn due schedules and due deferred runs into queued runs, then enqueue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from worker.app import app
+from worker.dispatch import dispatch_due as dispatch
+
+
+@app.task(name="tasks.schedule.dispatch_due", bind=True)
+def dispatch_due(self) -> dict:
+    from tasks.sync import run
+
+    run_ids = dispatch(datetime.now(UTC))
+    # Enqueue only after the commit inside dispatch(): a worker must never receive a run it can't see yet.
+    for run_id in run_ids:
+        run.apply_async(kwargs={"run_id": run_id}, queue="sync")
+    return {"enqueued": run_ids}
