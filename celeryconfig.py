@@ -44,9 +44,9 @@ task_routes = {"tasks.schedule.*": {"queue": "dispatch"}, "tasks.sync.*": {"queu
 beat_schedule = {
     "dispatch-due": {
         "task": "tasks.schedule.dispatch_due",
-        "schedule": 60.0,
-        # A dispatch that waited a whole minute is superseded by the next one.
-        "options": {"queue": "dispatch", "expires": 55},
+        "schedule": _settings.dispatch_interval_s,
+        # A dispatch that waited a whole interval is superseded by the next one.
+        "options": {"queue": "dispatch", "expires": max(1.0, _settings.dispatch_interval_s - 5)},
     }
 }
 

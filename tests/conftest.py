@@ -125,3 +125,14 @@ def world(emulator) -> dict:  # noqa: ANN001
     emulator.admin.clear_faults()
     emulator.admin.reset_requests()
     return data
+
+
+@pytest.fixture
+def stsync(world, emulator, db_url, redis_url, monkeypatch):  # noqa: ANN001
+    """`stsync` against the emulators and a clean PostgreSQL database, already connected to both APIs."""
+    from .stsync_env import Stsync, point_at_emulator
+
+    point_at_emulator(monkeypatch, emulator)
+    runner = Stsync(world, emulator)
+    runner.connect()
+    return runner

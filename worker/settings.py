@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     sync_hard_time_limit_s: int = 1800
     default_lookback_days: int = 14
     flower_basic_auth: SecretStr | None = None
+    dispatch_interval_s: float = Field(default=60.0, description="how often beat runs the dispatcher")
 
     @property
     def rate_budget_url(self) -> str | None:

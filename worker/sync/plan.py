@@ -105,7 +105,7 @@ def plan_rows(
 
     `explicit` replaces rule matching (the manual flow: one cost code and cost type chosen by a person).
     """
-    result = pair_punches(punches)
+    result = pair_punches(punches, tz=ctx.tz)
     rows: list[PlannedRow] = []
     for skipped in result.skipped:
         first = skipped.punches[0]

@@ -1,0 +1,292 @@
+"""The sync pipeline end to end against the emulators over HTTP and a real PostgreSQL: exactly once, every punch
+accounted for, changes followed, approvals respected."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from worker.db import session_scope
+from worker.models import LedgerEntry, LedgerStatus
+
+from .stsync_env import write_calls
+
+START, END = date(2026, 3, 2), date(2026, 3, 15)
+
+
+def live_entries(emulator, project_id=None):  # noqa: ANN001
+    entries = [e for e in emulator.admin.procore_entries() if not e.get("deleted_at")]
+    if project_id is not None:
+        entries = [e for e in entries if _project(e) == project_id]
+    return entries
+
+
+def _project(entry) -> int:  # noqa: ANN001
+    project = entry.get("project")
+    return int(project["id"]) if isinstance(project, dict) else int(entry.get("project_id"))
+
+
+def ledger(project_id=None, status=None):  # noqa: ANN001
+    with session_scope() as s:
+        q = select(LedgerEntry)
+        if status is not None:
+            q = q.where(LedgerEntry.status == status)
+        rows = s.scalars(q).all()
+        s.expunge_all()
+    return rows
+
+
+def assert_exactly_once(emulator, project_id: int) -> None:  # noqa: ANN001
+    entries = live_entries(emulator, project_id)
+    origins = Counter(int(e["origin_id"]) for e in entries)
+    assert [o for o, n in origins.items() if n > 1] == [], "duplicate entries in Procore"
+    posted = {r.id: r for r in ledger(status=LedgerStatus.posted)}
+    mine = {o for o in origins if o in posted}
+    assert mine == set(origins), "Procore holds entries the ledger does not know as posted"
+    for e in entries:
+        row = posted[int(e["origin_id"])]
+        assert int(e["id"]) == row.procore_entry_id
+        assert e["date"] == row.work_date.isoformat()
+        if row.payload.get("hours") is not None:
+            assert Decimal(str(e["hours"])) == row.hours
+
+
+def first_project(stsync) -> int:  # noqa: ANN001
+    pid = stsync.h["project_ids"][0]
+    stsync.link(pid)
+    stsync.add_default_rule(pid)
+    return pid
+
+
+def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    report = stsync.sync(pid, START, END)
+    assert report["status"] == "succeeded", report
+    assert report["report"]["posted"] > 0
+    assert_exactly_once(emulator, pid)
+
+    job_events = [e for e in emulator.admin.st_state()["clock_events"] if _job_project(emulator, e) == pid]
+    in_window = [e for e in job_events if _in_scope(e, START, END)]
+    accounted = set()
+    for row in ledger():
+        accounted.update(x for x in (row.clock_in_event_id, row.clock_out_event_id) if x)
+    missing = [e["id"] for e in in_window if e["id"] not in accounted]
+    assert missing == [], f"clock events without a ledger row: {missing[:10]}"
+    reasons = Counter(r.reason for r in ledger(status=LedgerStatus.skipped))
+    # The generated world has technicians without and with invalid Employee IDs, and breaks.
+    assert reasons["no_employee_id"] > 0
+    assert reasons["invalid_employee_id"] > 0
+    assert reasons["excluded_activity"] > 0
+    assert report["report"]["budget"]
+
+
+def _job_project(emulator, event) -> int | None:  # noqa: ANN001
+    jobs = {j["id"]: j for j in emulator.admin.st_state()["jobs"]}
+    job = jobs.get(event["job"]["id"] if isinstance(event.get("job"), dict) else event.get("job_id"))
+    ext = (job or {}).get("externalIds") or {}
+    return int(ext["procore"]) if ext.get("procore") else None
+
+
+def _in_scope(event, start: date, end: date) -> bool:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(event["eventTime"], UTC).date()
+    return start <= at <= end - timedelta(days=1)
+
+
+def test_rerunning_the_same_window_posts_nothing_and_writes_nothing(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    stsync.sync(pid, START, END)
+    emulator.admin.reset_requests()
+    again = stsync.sync(pid, START, END)
+    assert again["report"]["posted"] == 0
+    assert again["report"]["unchanged"] > 0
+    assert write_calls(emulator.admin.requests()) == 0
+    assert_exactly_once(emulator, pid)
+
+
+def test_rerun_after_lost_response_posts_nothing_twice(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    emulator.admin.add_faults({"service": "procore", "method": "POST", "path": r"/timesheets$",
+                               "kind": "lost_response", "count": 1})
+    first = stsync.sync(pid, START, END)
+    assert first["status"] == "succeeded", first
+    stsync.sync(pid, START, END)
+    assert_exactly_once(emulator, pid)
+    assert ledger(status=LedgerStatus.unknown) == []
+    assert ledger(status=LedgerStatus.pending) == []
+
+
+def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    # Every bulk POST is committed but unanswered, and the look-up fails too: the run ends with unknown rows.
+    emulator.admin.add_faults(
+        {"service": "procore", "method": "POST", "path": r"/timesheets$", "kind": "lost_response", "count": 50},
+        {"service": "procore", "method": "GET", "path": r"/timecard_entries$", "kind": "500", "count": 200},
+    )
+    stsync.sync(pid, START, END, ok=False)
+    assert ledger(status=LedgerStatus.unknown) or ledger(status=LedgerStatus.pending)
+    emulator.admin.clear_faults()
+    emulator.admin.reset_requests()
+    stsync.sync(pid, START, END)
+    assert ledger(status=LedgerStatus.unknown) == []
+    assert_exactly_once(emulator, pid)
+    # Everything was found by origin_id: no entry was posted a second time.
+    assert write_calls(emulator.admin.requests()) == 0
+
+
+def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+    from worker.clients.procore import ProcoreClient
+
+    pid = first_project(stsync)
+    original = ProcoreClient.bulk_create_entries
+    corrupted: list[int] = []
+
+    def corrupt_one(self, entries):  # noqa: ANN001
+        if not corrupted and len(entries) == 100:
+            entries = [dict(e) for e in entries]
+            entries[37]["cost_code_id"] = stsync.h["non_labor_cost_codes"][str(pid)][0]["cost_code_id"]
+            corrupted.append(entries[37]["origin_id"])
+        return original(self, entries)
+
+    monkeypatch.setattr(ProcoreClient, "bulk_create_entries", corrupt_one)
+    report = stsync.sync(pid, START, END)
+    assert corrupted, "the world must have at least 100 entries for one project"
+    failed = ledger(status=LedgerStatus.failed)
+    assert [r.id for r in failed] == corrupted
+    assert failed[0].reason == "procore_rejected"
+    assert "cost_code" in failed[0].detail
+    assert report["report"]["failed"] == 1
+    assert_exactly_once(emulator, pid)
+    posted_ids = {int(e["origin_id"]) for e in live_entries(emulator, pid)}
+    assert corrupted[0] not in posted_ids
+
+
+def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    stsync.sync(pid, START, END)
+    posted = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)
+    edited, removed, approved = posted[0], posted[1], posted[2]
+    emulator.admin.edit_clock_event(edited.clock_out_event_id,
+                                    eventTime=int((edited.actual_end + timedelta(minutes=47)).timestamp()))
+    emulator.admin.delete_clock_event(removed.clock_in_event_id)
+    emulator.admin.approve_entry(approved.procore_entry_id)
+    emulator.admin.edit_clock_event(approved.clock_out_event_id,
+                                    eventTime=int((approved.actual_end + timedelta(minutes=31)).timestamp()))
+    before = {e["id"]: e for e in emulator.admin.procore_entries()}
+
+    report = stsync.sync(pid, START, END)["report"]
+    assert report["updated"] >= 1 and report["deleted"] >= 1 and report["needs_review"] >= 1
+
+    after = {e["id"]: e for e in emulator.admin.procore_entries()}
+    with session_scope() as s:
+        e_row = s.get(LedgerEntry, edited.id)
+        r_row = s.get(LedgerEntry, removed.id)
+        a_row = s.get(LedgerEntry, approved.id)
+        assert e_row.status == LedgerStatus.posted and e_row.hours > edited.hours
+        assert r_row.status == LedgerStatus.deleted
+        assert a_row.status == LedgerStatus.needs_review
+    assert Decimal(str(after[edited.procore_entry_id]["hours"])) == e_row.hours
+    assert after[removed.procore_entry_id]["deleted_at"]
+    assert after[approved.procore_entry_id] == before[approved.procore_entry_id], "approved entry was touched"
+
+
+def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    stsync.sync(pid, START, END)
+    row = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)[0]
+    emulator.admin.approve_entry(row.procore_entry_id)
+    emulator.admin.delete_clock_event(row.clock_in_event_id)
+    stsync.sync(pid, START, END)
+    with session_scope() as s:
+        assert s.get(LedgerEntry, row.id).status == LedgerStatus.needs_review
+    assert not {e["id"]: e for e in emulator.admin.procore_entries()}[row.procore_entry_id].get("deleted_at")
+
+
+def test_technician_without_employee_id_posts_once_the_id_is_set(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    stsync.sync(pid, START, END)
+    tech = next(t for t in stsync.h["technicians"] if t["expect"] == "no_employee_id")
+    skipped = [r for r in ledger(status=LedgerStatus.skipped) if r.st_user_id == tech["st_user_id"]]
+    assert skipped and all(r.reason == "no_employee_id" for r in skipped)
+    assert tech["name"] in skipped[0].detail
+    valid = next(t for t in stsync.h["technicians"] if t["expect"] == "ok")
+    people = {t["employee_id"] for t in stsync.h["technicians"] if t["expect"] == "ok"}
+    spare = next(p for p in stsync.h.get("spare_employee_ids", []) if p not in people) if stsync.h.get(
+        "spare_employee_ids") else valid["employee_id"]
+    emulator.admin.patch_user(tech["st_user_id"], externalIds={"procore": spare})
+    stsync.sync(pid, START, END)
+    now_rows = [r for r in ledger() if r.st_user_id == tech["st_user_id"] and r.source_key in
+                {s.source_key for s in skipped}]
+    assert any(r.status == LedgerStatus.posted for r in now_rows)
+    assert_exactly_once(emulator, pid)
+
+
+def test_pagination_with_a_server_page_smaller_than_the_clients(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    emulator.admin.config(st_max_page_size=7, procore_max_per_page=5)
+    report = stsync.sync(pid, START, END)["report"]
+    emulator.admin.config(st_max_page_size=None, procore_max_per_page=None)
+    full = stsync.json("ledger", pid)
+    assert report["posted"] > 7
+    assert len(full) >= report["posted"]
+    assert_exactly_once(emulator, pid)
+
+
+def test_manual_flow_posts_exactly_the_selected_events(stsync, emulator) -> None:  # noqa: ANN001
+    pid = stsync.h["project_ids"][0]
+    stsync.link(pid)  # no rules: scheduled runs would post nothing
+    job_events = sorted(
+        (e for e in emulator.admin.st_state()["clock_events"] if _job_project(emulator, e) == pid
+         and e["activity"] == "onsite" and e["eventType"] == "clockIn"),
+        key=lambda e: e["id"],
+    )
+    ok_users = {t["st_user_id"] for t in stsync.h["technicians"] if t["expect"] == "ok"}
+    chosen = [e for e in job_events if e["user"]["id"] in ok_users][:3]
+    code = stsync.labor(pid, 1 % len(stsync.h["labor_cost_codes"][str(pid)]))
+    result = stsync.json("sync-events", pid, *sum((["--event", str(e["id"])] for e in chosen), []),
+                         "--cost-code-id", code["cost_code_id"], "--line-item-type-id", code["line_item_type_id"],
+                         "--start", START.isoformat(), "--end", END.isoformat())
+    assert result["status"] == "succeeded"
+    entries = live_entries(emulator, pid)
+    posted = ledger(status=LedgerStatus.posted)
+    assert {r.clock_in_event_id for r in posted} == {e["id"] for e in chosen}
+    assert all(r.manual for r in posted)
+    assert {(_cost_code(e), e["line_item_type_id"]) for e in entries} == {
+        (code["cost_code_id"], code["line_item_type_id"])}
+    # A scheduled-style sync with rules leaves the manual rows alone.
+    stsync.add_default_rule(pid)
+    stsync.sync(pid, START, END)
+    with session_scope() as s:
+        for row in posted:
+            again = s.get(LedgerEntry, row.id)
+            assert again.manual and again.cost_code_id == code["cost_code_id"]
+
+
+def _cost_code(entry) -> int:  # noqa: ANN001
+    cc = entry.get("cost_code")
+    return int(cc["id"]) if isinstance(cc, dict) else int(entry.get("cost_code_id"))
+
+
+def test_start_stop_project_gets_times_not_hours(stsync, emulator) -> None:  # noqa: ANN001
+    pid = stsync.h["start_stop_project_ids"][0]
+    stsync.link(pid)
+    stsync.add_default_rule(pid)
+    report = stsync.sync(pid, START, END)
+    assert report["status"] == "succeeded", report
+    rows = ledger(status=LedgerStatus.posted)
+    assert rows and all("time_in" in r.payload and "hours" not in r.payload for r in rows)
+    assert_exactly_once(emulator, pid)
+
+
+def test_dry_run_changes_nothing(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    emulator.admin.reset_requests()
+    result = stsync.sync(pid, START, END, "--dry-run")
+    assert result["report"]["dry_run"] is True and result["report"]["posted"] > 0
+    assert write_calls(emulator.admin.requests()) == 0
+    assert ledger() == []
+    assert {"actual_start", "rounded_start", "hours", "action"} <= set(result["report"]["preview"][0])
