@@ -233,7 +233,7 @@ def in_last_minute(t: datetime, tz: ZoneInfo) -> bool:
     return t.astimezone(tz).time() >= time(23, 59)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(t=instants, rule=rules, tz=st.sampled_from(ZONES), is_start=st.booleans())
 def test_rounding_moves_a_time_by_less_than_one_increment(
     t: datetime, rule: RoundingRule, tz: ZoneInfo, is_start: bool
@@ -245,7 +245,7 @@ def test_rounding_moves_a_time_by_less_than_one_increment(
         assert abs(moved) < timedelta(minutes=rule.increment_min)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(t=instants, rule=rules, tz=st.sampled_from(ZONES), is_start=st.booleans())
 def test_rounding_is_idempotent_and_lands_on_the_local_grid(
     t: datetime, rule: RoundingRule, tz: ZoneInfo, is_start: bool
@@ -256,7 +256,7 @@ def test_rounding_is_idempotent_and_lands_on_the_local_grid(
     assert (on_clock.minute % rule.increment_min, on_clock.second, on_clock.microsecond) == (0, 0, 0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(t=instants, inc=st.sampled_from([5, 6, 10, 15]), tz=st.sampled_from(ZONES))
 def test_each_rule_rounds_in_its_direction(t: datetime, inc: int, tz: ZoneInfo) -> None:
     def r(rule: str, is_start: bool) -> datetime:
@@ -273,7 +273,7 @@ def test_each_rule_rounds_in_its_direction(t: datetime, inc: int, tz: ZoneInfo) 
     assert r("up", True) == r("up", False) and r("down", True) == r("down", False)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(t=instants, tz=st.sampled_from(ZONES))
 def test_no_rule_never_moves_a_time(t: datetime, tz: ZoneInfo) -> None:
     assert round_time(t, None, tz, is_start=True) == t

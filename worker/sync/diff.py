@@ -127,9 +127,9 @@ def _post(want: Desired, new_hash: str, row: LedgerView | None) -> Action:
 
 def _skip(want: Desired, reason: SkipReason, row: LedgerView | None) -> Action:
     key = want.source_key
+    if row is not None and row.status == "needs_review":
+        return Action(ActionKind.unchanged, key, row.reason)  # a person decides what happens to it
     if row is None or row.status != "posted":
-        if row is not None and row.status == "needs_review":
-            return Action(ActionKind.unchanged, key, row.reason)
         return Action(ActionKind.skip, key, reason.value)
     # posted
     if not want.source_derived:
