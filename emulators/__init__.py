@@ -1,0 +1,1 @@
+"""Local HTTP emulators of the ServiceTrade and Procore APIs (demo, tests, benchmarks); see README.md."""
