@@ -48,9 +48,9 @@ def expected_entries(world: dict, stsync: Stsync) -> Counter:
     h = world["handles"]
     st, pc = world["servicetrade"], world["procore"]
     techs = {t.st_user_id: t.view() for t in resolve_technicians(
-        [u for u in st["users"] if u.get("isTech", True)], pc["companies"][0]["people"])}
+        [u for u in st["users"] if u.get("isTech")], pc["companies"][0]["people"])}
     company = pc["companies"][0]
-    rounding = company.get("rounding")
+    rounding = company.get("rounding_configuration")
     expected: Counter = Counter()
     for pid in h["project_ids"]:
         project = next(p for p in pc["projects"] if p["id"] == pid)
@@ -66,8 +66,9 @@ def expected_entries(world: dict, stsync: Stsync) -> Counter:
             rounding=RoundingRule(rounding["rule"], rounding["time_increment"]) if rounding else None,
             split_mode="midnight", labor_cost_code_ids=frozenset({code["cost_code_id"]}),
             labor_line_item_type_ids=frozenset({code["line_item_type_id"]}), timesheets_active=False)
-        job_events = [dict(e, job={"id": 1, "number": 1}, id=e.get("id") or n + 1)
-                      for n, e in enumerate(_plan_events(world, pid))]
+        job_events = [{"id": n + 1, "eventTime": e["eventTime"], "eventType": e["eventType"],
+                       "activity": e["activity"], "user": {"id": e["user_id"], "name": str(e["user_id"])},
+                       "job": {"id": 1}} for n, e in enumerate(_plan_events(world, pid))]
         punches = [punch_from_event(e) for e in job_events]
         for row in plan_rows(punches, ctx, [rule], techs):
             if row.payload and START <= row.work_date <= END:
