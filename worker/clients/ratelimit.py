@@ -1,0 +1,149 @@
+"""One Procore rate budget per company, shared by every worker (DESIGN §4, P-9).
+
+The server tells us, on every response, how many calls are left in the current window and when it resets. The
+budget keeps that count in Redis and takes one call from it *before* each request, atomically, so N workers
+together stay under the limit instead of each discovering it through 429s.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+from worker.clients.errors import DeferRun
+
+MAX_SLEEP_S = 60.0
+# Until a response tells us the new window, a passed window is assumed to restart with the last known limit,
+# for at most this long. Reset times are whole seconds, so a window counts as passed one second after its reset.
+PROVISIONAL_WINDOW_S = 1.0
+
+
+class RateBudget(Protocol):
+    def acquire(self) -> None: ...
+
+    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None: ...
+
+
+# KEYS[1] = budget hash; ARGV = now, reserve, provisional window. Returns "0" to go, or the seconds to wait.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local reserve = tonumber(ARGV[2])
+local reset = tonumber(redis.call('HGET', KEYS[1], 'reset') or '0')
+local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '-1')
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or '-1')
+if remaining < 0 then return '0' end
+if now >= reset + 1 then
+  if limit < 0 then return '0' end
+  redis.call('HSET', KEYS[1], 'remaining', limit - 1, 'reset', now + tonumber(ARGV[3]), 'prov', 1)
+  return '0'
+end
+if remaining > reserve then
+  redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+  return '0'
+end
+return tostring(reset + 1 - now)
+"""
+
+# KEYS[1] = budget hash; ARGV = limit, remaining, reset. A later reset (or any answer after a provisional window)
+# is a new window; the same window keeps the smaller count (ours already counts calls not answered yet).
+_OBSERVE = """
+local limit = tonumber(ARGV[1])
+local remaining = tonumber(ARGV[2])
+local reset = tonumber(ARGV[3])
+local cur_reset = tonumber(redis.call('HGET', KEYS[1], 'reset') or '0')
+local cur_remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '-1')
+local provisional = redis.call('HGET', KEYS[1], 'prov') == '1'
+if cur_remaining < 0 or provisional or reset > cur_reset then
+  redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'prov', 0)
+elseif reset == cur_reset and remaining < cur_remaining then
+  redis.call('HSET', KEYS[1], 'remaining', remaining)
+end
+redis.call('EXPIRE', KEYS[1], 7200)
+return 1
+"""
+
+
+class _Waiting:
+    def __init__(self, sleep: Callable[[float], None], what: str) -> None:
+        self.sleep = sleep
+        self.what = what
+
+    def wait(self, seconds: float) -> None:
+        if seconds >= MAX_SLEEP_S:
+            raise DeferRun(seconds, f"the {self.what} is used up until its window resets")
+        # Short naps with jitter, so that workers waking together don't stampede the new window.
+        self.sleep(min(seconds, 1.0) + random.random() * 0.05)
+
+
+class RedisRateBudget:
+    def __init__(
+        self,
+        redis_url: str | redis.Redis,
+        key: str,
+        *,
+        reserve: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
+        self.key = key
+        self.reserve = reserve
+        self.clock = clock
+        self._waiting = _Waiting(sleep, "shared Procore rate budget")
+        self._acquire = self.redis.register_script(_ACQUIRE)
+        self._observe = self.redis.register_script(_OBSERVE)
+
+    def acquire(self) -> None:
+        while True:
+            wait = float(self._acquire(keys=[self.key], args=[self.clock(), self.reserve, PROVISIONAL_WINDOW_S]))
+            if wait <= 0:
+                return
+            self._waiting.wait(wait)
+
+    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
+        self._observe(keys=[self.key], args=[limit, remaining, reset_epoch])
+
+
+class LocalRateBudget:
+    """The same budget inside one process (the SQLite demo has no Redis)."""
+
+    def __init__(self, *, reserve: int = 1, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.reserve = reserve
+        self.clock = clock
+        self._waiting = _Waiting(sleep, "Procore rate budget")
+        self._lock = threading.Lock()
+        self.limit = -1
+        self.remaining = -1
+        self.reset = 0.0
+        self.provisional = False
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self.clock()
+                if self.remaining < 0:
+                    return
+                if now >= self.reset + 1:
+                    if self.limit >= 0:
+                        self.remaining, self.reset = self.limit - 1, now + PROVISIONAL_WINDOW_S
+                        self.provisional = True
+                    return
+                if self.remaining > self.reserve:
+                    self.remaining -= 1
+                    return
+                wait = self.reset + 1 - now
+            self._waiting.wait(wait)
+
+    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
+        with self._lock:
+            if self.remaining < 0 or self.provisional or reset_epoch > self.reset:
+                self.limit, self.remaining, self.reset = limit, remaining, float(reset_epoch)
+                self.provisional = False
+            elif reset_epoch == self.reset and remaining < self.remaining:
+                self.remaining = remaining
