@@ -7,7 +7,7 @@ project link per connection and Procore project, one sync run per run key.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from worker.crypto import EncryptedText
 
@@ -42,9 +43,28 @@ NAMING = {
 }
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in and out, on PostgreSQL and on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: stsync stores instants in UTC only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -123,8 +143,8 @@ class Connection(Base):
     st_session_token: Mapped[str | None] = mapped_column(EncryptedText)
     st_vendor_company_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp(), onupdate=func.current_timestamp())
 
     links: Mapped[list[ProjectLink]] = relationship(back_populates="connection")
 
@@ -149,8 +169,8 @@ class ProjectLink(Base):
     st_location_id: Mapped[int | None] = mapped_column(BigInteger)
     st_job_id: Mapped[int | None] = mapped_column(BigInteger)
     st_job_number: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp(), onupdate=func.current_timestamp())
 
     connection: Mapped[Connection] = relationship(back_populates="links")
     rules: Mapped[list[CostCodeRule]] = relationship(
@@ -172,7 +192,7 @@ class Technician(Base):
     procore_party_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[TechnicianStatus] = mapped_column(_enum(TechnicianStatus, "technician_status"))
     problem: Mapped[str | None] = mapped_column(Text)
-    refreshed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    refreshed_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
 
 class CostCodeRule(Base):
@@ -193,7 +213,7 @@ class CostCodeRule(Base):
     timecard_time_type_id: Mapped[int | None] = mapped_column(BigInteger)
     billable: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
     link: Mapped[ProjectLink] = relationship(back_populates="rules")
 
@@ -214,7 +234,7 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_run_at: Mapped[datetime] = mapped_column(index=True)
     last_run_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
 
 class SyncRun(Base):
@@ -239,7 +259,7 @@ class SyncRun(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     task_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -268,8 +288,8 @@ class ClockEvent(Base):
     source: Mapped[str | None] = mapped_column(String(20))
     st_updated: Mapped[int | None] = mapped_column(BigInteger)
     deleted_at: Mapped[datetime | None] = mapped_column(doc="when it stopped being listed")
-    first_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    first_seen_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
 
 
 class LedgerEntry(Base):
@@ -319,8 +339,8 @@ class LedgerEntry(Base):
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
     claimed_at: Mapped[datetime | None]
     posted_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp(), onupdate=func.current_timestamp())
 
 
 class LedgerHistory(Base):
@@ -335,4 +355,4 @@ class LedgerHistory(Base):
     to_status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
