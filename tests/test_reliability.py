@@ -35,12 +35,13 @@ def test_two_workers_under_a_small_limit_rarely_meet_a_429(stsync, emulator, db_
     # 25 requests per 10 s, time-scaled by 5 so the test takes seconds; small pages make many calls.
     emulator.admin.config(procore_rate_limit={"hourly": 100000, "spike": 25, "spike_window_s": 10, "time_scale": 5,
                                               "retry_after_on_429": False},
-                          procore_max_per_page=3)
+                          procore_max_per_page=1)
     emulator.admin.reset_requests()
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "SERVICETRADE_API_URL": emulator.st_url,
            "PROCORE_API_URL": emulator.procore_url, "PROCORE_LOGIN_URL": emulator.procore_url}
-    procs = [subprocess.Popen([sys.executable, "-m", "worker.cli", "sync", str(pid), "--start", START.isoformat(),
-                               "--end", END.isoformat(), "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+    # Each worker syncs its project three times (first run, then re-runs that read everything again).
+    command = " && ".join([f"{sys.executable} -m worker.cli sync {{pid}} --start {START} --end {END} --json"] * 3)
+    procs = [subprocess.Popen(["bash", "-c", command.format(pid=pid)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for pid in pids]
     outputs = [p.communicate(timeout=240) for p in procs]
     emulator.admin.config(procore_rate_limit=None, procore_max_per_page=None)

@@ -49,7 +49,7 @@ end
 return tostring(reset + 1 - now)
 """
 
-# KEYS[1] = budget hash; ARGV = limit, remaining, reset. A later reset (or any answer after a provisional window)
+# KEYS[1] = budget hash; ARGV = limit, remaining, reset, now. A later reset (or any answer after a provisional window)
 # is a new window; the same window keeps the smaller count (ours already counts calls not answered yet).
 _OBSERVE = """
 local limit = tonumber(ARGV[1])
@@ -57,8 +57,14 @@ local remaining = tonumber(ARGV[2])
 local reset = tonumber(ARGV[3])
 local cur_reset = tonumber(redis.call('HGET', KEYS[1], 'reset') or '0')
 local cur_remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '-1')
+-- A late answer about a window that has already ended says nothing about the current one.
+if reset + 1 <= tonumber(ARGV[4]) then return 0 end
 local provisional = redis.call('HGET', KEYS[1], 'prov') == '1'
-if cur_remaining < 0 or provisional or reset > cur_reset then
+if provisional then
+  redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', math.min(remaining, cur_remaining), 'reset', reset,
+             'prov', 0)
+elseif cur_remaining < 0 or reset > cur_reset or (reset ~= cur_reset and remaining < cur_remaining) then
+  -- a new window, or another window that is tighter than ours (the limit changed, or the hourly cap is near)
   redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'prov', 0)
 elseif reset == cur_reset and remaining < cur_remaining then
   redis.call('HSET', KEYS[1], 'remaining', remaining)
@@ -86,7 +92,7 @@ class RedisRateBudget:
         redis_url: str | redis.Redis,
         key: str,
         *,
-        reserve: int = 1,
+        reserve: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -106,13 +112,13 @@ class RedisRateBudget:
             self._waiting.wait(wait)
 
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
-        self._observe(keys=[self.key], args=[limit, remaining, reset_epoch])
+        self._observe(keys=[self.key], args=[limit, remaining, reset_epoch, self.clock()])
 
 
 class LocalRateBudget:
     """The same budget inside one process (the SQLite demo has no Redis)."""
 
-    def __init__(self, *, reserve: int = 1, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, *, reserve: int = 2, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time) -> None:
         self.reserve = reserve
         self.clock = clock
@@ -142,8 +148,14 @@ class LocalRateBudget:
 
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
         with self._lock:
-            if self.remaining < 0 or self.provisional or reset_epoch > self.reset:
+            if reset_epoch + 1 <= self.clock():
+                return
+            if self.provisional:
+                self.remaining = min(remaining, self.remaining)
+                self.limit, self.reset, self.provisional = limit, float(reset_epoch), False
+            elif self.remaining < 0 or reset_epoch > self.reset or (
+                reset_epoch != self.reset and remaining < self.remaining
+            ):
                 self.limit, self.remaining, self.reset = limit, remaining, float(reset_epoch)
-                self.provisional = False
             elif reset_epoch == self.reset and remaining < self.remaining:
                 self.remaining = remaining

@@ -1,0 +1,107 @@
+"""The stsync contender as a child process: the process whose wall time and peak RSS the benchmark reports.
+
+    python -m bench.worker setup SPEC.json   # connect both APIs, link the projects, add one rule each (untimed)
+    python -m bench.worker sync SPEC.json    # `stsync sync PID --start D --end D --json` for each project, timed
+
+Both run the very `stsync` commands an operator types, in-process (as `make demo` does), so one process holds
+what a worker holds. `sync` syncs its projects one after another, as one worker process takes one task after the
+next. The environment (DATABASE_URL, the API URLs, STSYNC_SECRET_KEY, REDIS_URL) comes from the harness.
+
+The answer is one JSON line on stdout: wall time measured after the imports (interpreter start-up is the same for
+every contender and is not what is compared), the per-project reports and the peak RSS of this process.
+With `"wait_for_go": true` the child prints `READY` once imported and starts when a line arrives on stdin, so
+that two workers can be started together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def stsync(*args: Any) -> tuple[int, str]:
+    """One `stsync` command in this process: (exit status, stdout)."""
+    from worker.cli import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            cli.main([str(a) for a in args], prog_name="stsync", standalone_mode=False)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue()
+
+
+def must(*args: Any) -> str:
+    code, out = stsync(*args)
+    if code != 0:
+        raise SystemExit(f"bench worker: `stsync {' '.join(map(str, args[:3]))} ...` exited {code}:\n{out[-2000:]}")
+    return out
+
+
+def setup(spec: dict[str, Any]) -> dict[str, Any]:
+    h = spec["handles"]
+    must("connect", "procore", "--company-id", h["procore_company_id"], "--client-id", h["procore_client_id"],
+         "--client-secret", h["procore_client_secret"])
+    must("connect", "servicetrade", "--username", h["st_username"], "--password", h["st_password"])
+    for pid in spec["projects"]:
+        must("project", "link", pid, "--job-type", "service_call", "--json")
+        code = h["labor_cost_codes"][str(pid)][0]
+        must("rules", "add", pid, "--cost-code-id", code["cost_code_id"], "--line-item-type-id",
+             code["line_item_type_id"])
+    return {"linked": len(spec["projects"])}
+
+
+def sync(spec: dict[str, Any]) -> dict[str, Any]:
+    # Everything a run touches is imported before the clock starts.
+    import worker.cli  # noqa: F401
+    import worker.sync.runner  # noqa: F401
+
+    if spec.get("wait_for_go"):
+        print("READY", flush=True)
+        sys.stdin.readline()
+    runs = []
+    started = time.time()
+    t0 = time.perf_counter()
+    for pid in spec["projects"]:
+        code, out = stsync("sync", pid, "--start", spec["start"], "--end", spec["end"], "--json")
+        try:
+            outcome = json.loads(out)
+        except ValueError:
+            outcome = {"status": "crashed", "message": out[-2000:]}
+        report = outcome.get("report") or {}
+        runs.append({"project_id": pid, "exit": code, "status": outcome.get("status"),
+                     "message": outcome.get("message"), "posted": report.get("posted", 0),
+                     "unchanged": report.get("unchanged", 0), "updated": report.get("updated", 0),
+                     "deleted": report.get("deleted", 0), "failed": report.get("failed", 0),
+                     "unknown": report.get("unknown", 0), "later": report.get("later", 0),
+                     "skipped": report.get("skipped", {}), "procore_writes": report.get("procore_writes", 0)})
+    wall = time.perf_counter() - t0
+    return {"started": started, "finished": time.time(), "wall_s": wall, "runs": runs,
+            "entries": sum(r["posted"] for r in runs), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's high-water resident set (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("setup", "sync"):
+        print("usage: python -m bench.worker setup|sync SPEC.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[1]).read_text())
+    result = setup(spec) if argv[0] == "setup" else sync(spec)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
