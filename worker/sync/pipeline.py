@@ -500,7 +500,7 @@ class SyncPipeline:
         index_errors = getattr(exc, "index_errors", None) or {}
         index_errors = {i: e for i, e in index_errors.items() if 0 <= i < len(rows)}
         if len(rows) == 1:
-            message = _first_message(index_errors.get(0)) or exc.message or str(exc)
+            message = _first_message(index_errors[0]) if 0 in index_errors else (exc.message or str(exc))
             self._mark(rows, LedgerStatus.failed, "procore_rejected", message)
             report.failed += 1
             return []
