@@ -146,6 +146,26 @@ class Harness:
             "LOG_FORMAT": "json",
         }
 
+    def setup_stsync(self, database_url: str, handles: dict[str, Any], projects: list[int]) -> None:
+        """`stsync connect`, `project link` and `rules add`, in this process (untimed; a child would only add
+        start-up time), with the same environment as the timed child and warnings-only logs."""
+        from bench.worker import SetupFailed, setup
+        from worker.db import dispose_engines
+        from worker.settings import reset_settings
+
+        saved = dict(os.environ)
+        os.environ.update(self.env(database_url), LOG_LEVEL="WARNING")
+        reset_settings()
+        try:
+            setup(handles, projects)
+        except SetupFailed as exc:
+            raise BenchError(f"stsync setup: {exc}") from exc
+        finally:
+            dispose_engines()
+            os.environ.clear()
+            os.environ.update(saved)
+            reset_settings()
+
     # -- the emulator ----------------------------------------------------------------------------------------
     def load(self, world: dict[str, Any], *, latency_ms: int = 0) -> None:
         """The world in the emulator, counts and faults cleared, latency set."""
@@ -174,17 +194,17 @@ class Harness:
         auth.raise_for_status()
         cookie = {"Cookie": f"PHPSESSID={auth.json()['data']['authToken']}"}
         projects = {int(p["id"]): p for p in world["procore"]["projects"]}
+
+        def post(path: str, body: dict[str, Any]) -> int:
+            r = http.post(f"{st}{path}", json=body, headers=cookie, timeout=60)
+            if not r.ok:
+                raise BenchError(f"creating ServiceTrade {path} {body['name']!r}: {r.status_code} {r.text[:300]}")
+            return int(r.json()["data"]["id"])
+
         for pid in project_ids:
             p = projects[pid]
             ext = {"procore": str(pid)}
             address = {"street": p["address"], "city": p["city"], "state": p["state_code"], "postalCode": p["zip"]}
-
-            def post(path: str, body: dict[str, Any]) -> int:
-                r = http.post(f"{st}{path}", json=body, headers=cookie, timeout=60)
-                if not r.ok:
-                    raise BenchError(f"creating a ServiceTrade {path} for project {pid}: {r.status_code} {r.text[:300]}")
-                return int(r.json()["data"]["id"])
-
             company = post("/company", {"name": p["name"], "customer": True, "address": address, "externalIds": ext})
             location = post("/location", {"name": p["name"], "companyId": company, "address": address,
                                           "externalIds": ext})
@@ -199,11 +219,12 @@ class Harness:
         path.write_text(json.dumps(spec))
         return path
 
-    def start_child(self, module: str, command: str, spec: dict[str, Any],
+    def start_child(self, args: list[str], spec: dict[str, Any],
                     env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Path]:
+        """`python -m ARGS... SPEC.json`; stdout is read by finish_child, stderr (the logs) goes to a file."""
         stderr = self.workdir / f"child-{self._children + 1}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, command, str(self.spec_file(spec))],
+            [sys.executable, "-m", *args, str(self.spec_file(spec))],
             cwd=ROOT, env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True,
         )
@@ -222,10 +243,9 @@ class Harness:
             raise BenchError(f"{what} exited {proc.returncode}:\n{out[-2000:]}\n{tail}")
         return json.loads(lines[-1])
 
-    def child(self, module: str, command: str, spec: dict[str, Any], env: dict[str, str] | None = None,
-              what: str | None = None) -> dict[str, Any]:
-        proc, stderr = self.start_child(module, command, spec, env)
-        return self.finish_child(proc, stderr, what or f"{module} {command}")
+    def child(self, args: list[str], spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+        proc, stderr = self.start_child(args, spec, env)
+        return self.finish_child(proc, stderr, " ".join(args))
 
 
 def measure(result: dict[str, Any], counts: dict[str, int], **extra: Any) -> Measure:

@@ -1,14 +1,14 @@
 """The stsync contender as a child process: the process whose wall time and peak RSS the benchmark reports.
 
-    python -m bench.worker setup SPEC.json   # connect both APIs, link the projects, add one rule each (untimed)
-    python -m bench.worker sync SPEC.json    # `stsync sync PID --start D --end D --json` for each project, timed
+    python -m bench.worker SPEC.json    # `stsync sync PID --start D --end D --json` for each project, timed
 
-Both run the very `stsync` commands an operator types, in-process (as `make demo` does), so one process holds
-what a worker holds. `sync` syncs its projects one after another, as one worker process takes one task after the
-next. The environment (DATABASE_URL, the API URLs, STSYNC_SECRET_KEY, REDIS_URL) comes from the harness.
+It runs the very `stsync` command an operator types, in-process (as `make demo` does), so one process holds what
+a worker holds, and syncs its projects one after another, as one worker process takes one task after the next.
+The environment (DATABASE_URL, the API URLs, STSYNC_SECRET_KEY, REDIS_URL) comes from the harness, which also
+runs `setup` (connect, link, one rule per project) in its own process before the clock starts.
 
 The answer is one JSON line on stdout: wall time measured after the imports (interpreter start-up is the same for
-every contender and is not what is compared), the per-project reports and the peak RSS of this process.
+every contender and is not what is compared), the per-project reports and the peak RSS of this process (VmHWM).
 With `"wait_for_go": true` the child prints `READY` once imported and starts when a line arrives on stdin, so
 that two workers can be started together.
 """
@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.handmade import peak_rss_mb
 
 
 def stsync(*args: Any) -> tuple[int, str]:
@@ -39,24 +40,27 @@ def stsync(*args: Any) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+class SetupFailed(RuntimeError):
+    pass
+
+
 def must(*args: Any) -> str:
     code, out = stsync(*args)
     if code != 0:
-        raise SystemExit(f"bench worker: `stsync {' '.join(map(str, args[:3]))} ...` exited {code}:\n{out[-2000:]}")
+        raise SetupFailed(f"`stsync {' '.join(map(str, args[:3]))} ...` exited {code}:\n{out[-2000:]}")
     return out
 
 
-def setup(spec: dict[str, Any]) -> dict[str, Any]:
-    h = spec["handles"]
+def setup(h: dict[str, Any], projects: list[int]) -> None:
+    """Connect both APIs, link each project to a new ServiceTrade job, one rule each (the first labor code)."""
     must("connect", "procore", "--company-id", h["procore_company_id"], "--client-id", h["procore_client_id"],
          "--client-secret", h["procore_client_secret"])
     must("connect", "servicetrade", "--username", h["st_username"], "--password", h["st_password"])
-    for pid in spec["projects"]:
+    for pid in projects:
         must("project", "link", pid, "--job-type", "service_call", "--json")
         code = h["labor_cost_codes"][str(pid)][0]
         must("rules", "add", pid, "--cost-code-id", code["cost_code_id"], "--line-item-type-id",
              code["line_item_type_id"])
-    return {"linked": len(spec["projects"])}
 
 
 def sync(spec: dict[str, Any]) -> dict[str, Any]:
@@ -88,18 +92,11 @@ def sync(spec: dict[str, Any]) -> dict[str, Any]:
             "entries": sum(r["posted"] for r in runs), "peak_rss_mb": peak_rss_mb()}
 
 
-def peak_rss_mb() -> float:
-    """This process's high-water resident set (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("setup", "sync"):
-        print("usage: python -m bench.worker setup|sync SPEC.json", file=sys.stderr)
+    if len(argv) != 1:
+        print("usage: python -m bench.worker SPEC.json", file=sys.stderr)
         return 2
-    spec = json.loads(Path(argv[1]).read_text())
-    result = setup(spec) if argv[0] == "setup" else sync(spec)
-    print(json.dumps(result), flush=True)
+    print(json.dumps(sync(json.loads(Path(argv[0]).read_text()))), flush=True)
     return 0
 
 

@@ -112,6 +112,8 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
            "SERVICETRADE_API_URL": emulator.st_url, "PROCORE_API_URL": emulator.procore_url,
            "PROCORE_LOGIN_URL": emulator.procore_url, "HTTP_TIMEOUT_S": "2"}
     emulator.admin.add_faults(*[dict(f, seed=seed + i) for i, f in enumerate(FAULTS)])
+    # Some latency per call makes a sync last seconds, so that the kills land in the middle of the work.
+    emulator.admin.config(latency_ms=15)
     from tasks.sync import sync_project
 
     sync_project.app.conf.broker_url = BROKER_URL
@@ -121,7 +123,7 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
         for pid in world["handles"]["project_ids"]:
             sync_project.apply_async(kwargs={"project_id": pid, "start": str(START), "end": str(END)}, queue="sync")
 
-    kills = 0
+    kills = interrupted = 0
     while kills < KILLS:
         worker = processes.worker(env, name=f"chaos{kills}", concurrency=2)
         worker.wait_for(processes.WORKER_READY, 60)
@@ -129,6 +131,7 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
         time.sleep(rng.uniform(0.5, 4.0))
         worker.kill()
         kills += 1
+        interrupted += _count_status(RunStatus.running)
         logs.append(worker.output())
         broker.flushdb()  # the killed worker's messages: the next round enqueues fresh ones, as beat would
 
@@ -150,6 +153,7 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
         worker.stop()
         logs.append(worker.output())
         emulator.admin.clear_faults()
+        emulator.admin.config(latency_ms=0)
 
     got, by_origin = actual_entries(emulator)
     duplicates = sum(n - 1 for n in by_origin.values() if n > 1)
@@ -157,9 +161,10 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
     wrong = got - expected
     counts = {"seed": seed, "expected": sum(expected.values()), "actual": sum(got.values()),
               "duplicates": duplicates, "missing": sum(missing.values()), "wrong": sum(wrong.values()),
-              "kills": kills, "requests": emulator.admin.requests()["total"]}
+              "kills": kills, "runs_cut_by_kills": interrupted, "requests": emulator.admin.requests()["total"]}
     print("chaos:", json.dumps(counts))
     assert (duplicates, sum(missing.values()), sum(wrong.values())) == (0, 0, 0), counts
+    assert interrupted >= 1, "no kill landed while a sync was running: the test proved nothing about crashes"
 
     # No configured secret in any log line of the whole run.
     with session_scope() as s:
@@ -171,6 +176,15 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
     assert everything, "the workers logged nothing"
     for secret in filter(None, secrets):
         assert secret not in everything
+
+
+def _count_status(status: RunStatus) -> int:
+    with session_scope() as s:
+        rows = s.scalars(select(SyncRun).where(SyncRun.status == status)).all()
+        for row in rows:  # a killed worker's run: leave it recognisably stranded, as the dispatcher would see it
+            row.status = RunStatus.failed
+            row.error = "killed by the chaos test"
+        return len(rows)
 
 
 def _finished_runs() -> int:

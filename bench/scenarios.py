@@ -1,0 +1,322 @@
+"""The benchmark scenarios (issue #7) and the sizes they run at (`full`, `--quick`, `--tiny`).
+
+Every scenario loads a generated world into the emulator, and times each contender in its own child process:
+`stsync` (bench.worker: the real `stsync sync` command, with PostgreSQL, Redis and the ledger), `naive` and
+`bare_bulk` (bench.handmade: plain requests, nothing stored). Request counts come from the emulator's
+`GET /_admin/requests`, reset just before each timed run, so setup (connect, link, rules) is never counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import cache
+from typing import Any
+
+from bench.harness import Harness, Measure, measure, median_of
+from emulators.world import generate_world
+
+SEED = 7
+PAYROLL_START = date(2026, 3, 2)  # a biweekly period, Monday to Sunday, with the US spring-forward inside
+NIGHTLY_LAST = date(2026, 3, 13)  # a Friday: the three nightly runs are Wednesday, Thursday and Friday
+LATENCY_MS = 25
+ENTRIES_PER_BULK = 100
+SCENARIO_NAMES = ("payroll_0ms", "payroll_25ms", "rerun", "incremental_history", "incremental_empty",
+                  "rate_limited", "memory")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A generated world: every technician works every weekday on every project."""
+
+    projects: int
+    technicians: int
+    days: int = 14
+    visits_per_day: int = 1
+    start: date = PAYROLL_START
+
+    def world(self) -> dict[str, Any]:
+        return _world(self)
+
+    @property
+    def end(self) -> date:
+        return self.start + timedelta(days=self.days - 1)
+
+    def intervals(self) -> int:
+        """Clock-in punches = intervals (breaks included), across all projects."""
+        plans = self.world()["servicetrade"]["clock_event_plans"]
+        return sum(1 for events in plans.values() for e in events if e["eventType"] == "clockIn")
+
+
+@cache
+def _world(shape: Shape) -> dict[str, Any]:
+    return generate_world(seed=SEED, projects=shape.projects, technicians=shape.technicians, days=shape.days,
+                          start=shape.start, visits_per_day=shape.visits_per_day)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    payroll: Shape
+    repeats: int                      # stsync and bare_bulk at 0 ms, the re-run, the nightly runs
+    repeats_25ms: int                 # stsync and bare_bulk at 25 ms
+    naive_repeats: int
+    naive_limit_0ms: int | None       # None: the whole batch
+    naive_limit_25ms: int
+    incremental_technicians: int
+    history_days: int
+    rate: Shape                       # two projects, one per worker
+    rate_time_scale: float
+    rate_spike_window_s: float        # unscaled; the spike allowance is the hourly rate over this window
+    memory_technicians: tuple[int, ...] = field(default=())  # payroll shape with this many technicians
+
+
+PROFILES = {
+    # ~20,000 intervals: 10 projects x 50 technicians x 10 workdays x 4 intervals (enroute, onsite, break, onsite).
+    "full": Profile(
+        name="full", payroll=Shape(10, 50), repeats=3, repeats_25ms=2, naive_repeats=1,
+        naive_limit_0ms=None, naive_limit_25ms=2000, incremental_technicians=10, history_days=365,
+        rate=Shape(2, 50, visits_per_day=3), rate_time_scale=2.0, rate_spike_window_s=20.0,
+        memory_technicians=(12, 50, 200),
+    ),
+    "quick": Profile(
+        name="quick", payroll=Shape(5, 10), repeats=1, repeats_25ms=1, naive_repeats=1,
+        naive_limit_0ms=None, naive_limit_25ms=300, incremental_technicians=6, history_days=120,
+        rate=Shape(2, 12, visits_per_day=2), rate_time_scale=6.0, rate_spike_window_s=20.0,
+        memory_technicians=(10, 40),
+    ),
+    # The smoke test: every code path, tiny worlds.
+    "tiny": Profile(
+        name="tiny", payroll=Shape(2, 6, days=7), repeats=1, repeats_25ms=1, naive_repeats=1,
+        naive_limit_0ms=None, naive_limit_25ms=40, incremental_technicians=6, history_days=21,
+        rate=Shape(2, 6, days=7), rate_time_scale=30.0, rate_spike_window_s=20.0,
+        memory_technicians=(6,),
+    ),
+}
+
+
+class Scenarios:
+    def __init__(self, hx: Harness, profile: Profile, only: set[str] | None = None):
+        self.hx = hx
+        self.p = profile
+        self.only = only
+        self.results: dict[str, dict[str, Any]] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+        self.memory: list[dict[str, Any]] = []
+
+    def wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
+
+    def run(self) -> None:
+        if self.wanted("payroll_0ms") or self.wanted("rerun") or self.wanted("memory"):
+            self.payroll(0, rerun=self.wanted("rerun"))
+        if self.wanted("payroll_25ms"):
+            self.payroll(LATENCY_MS, rerun=False)
+        if self.wanted("incremental_history") or self.wanted("incremental_empty"):
+            self.incremental()
+        if self.wanted("rate_limited"):
+            self.rate_limited()
+        if self.wanted("memory"):
+            self.memory_series()
+
+    # -- contenders ------------------------------------------------------------------------------------------
+    def stsync_run(self, url: str, shape: Shape, world: dict[str, Any], *, latency_ms: int = 0,
+                   start: date | None = None, end: date | None = None, fresh: bool = True) -> Measure:
+        """Load the world, set stsync up from an empty database (unless `fresh` is False), time one sync."""
+        hx = self.hx
+        pids = world["handles"]["project_ids"]
+        if fresh:
+            hx.empty_database(url)
+            hx.flush_rate_budget()
+            hx.load(world, latency_ms=latency_ms)
+            hx.setup_stsync(url, world["handles"], pids)
+        hx.emu.admin.reset_requests()
+        spec = {"projects": pids, "start": (start or shape.start).isoformat(), "end": (end or shape.end).isoformat()}
+        result = hx.child(["bench.worker"], spec, hx.env(url))
+        bad = [r for r in result["runs"] if r["status"] != "succeeded"]
+        if bad:
+            raise RuntimeError(f"stsync sync did not succeed: {bad[0]}")
+        return measure(result, hx.counts(), **_report_counts(result["runs"]))
+
+    def handmade_run(self, kind: str, shape: Shape, *, latency_ms: int = 0, limit: int | None = None) -> Measure:
+        hx = self.hx
+        world = shape.world()
+        pids = world["handles"]["project_ids"]
+        hx.load(world, latency_ms=latency_ms)
+        hx.create_jobs(world, pids)
+        hx.emu.admin.reset_requests()
+        spec = {"handles": world["handles"], "projects": pids, "start": shape.start.isoformat(),
+                "end": shape.end.isoformat(), "st_url": hx.emu.st_url, "procore_url": hx.emu.procore_url,
+                "limit": limit}
+        result = hx.child(["bench.handmade", kind], spec)
+        return measure(result, hx.counts(), **({"subset_of_entries": limit} if limit else {}))
+
+    # -- 1 and 2: the payroll batch, and its re-run --------------------------------------------------------
+    def payroll(self, latency_ms: int, *, rerun: bool) -> None:
+        name = f"payroll_{latency_ms}ms"
+        shape = self.p.payroll
+        world = shape.world()
+        repeats = self.p.repeats if latency_ms == 0 else self.p.repeats_25ms
+        naive_limit = self.p.naive_limit_0ms if latency_ms == 0 else self.p.naive_limit_25ms
+        runs: dict[str, list[Measure]] = {"stsync": [], "naive": [], "bare_bulk": []}
+        self.hx.log(f"[{name}] {shape.intervals()} intervals, {shape.projects} projects, {shape.technicians} "
+                    f"technicians, {shape.days} days; {repeats} run(s) each")
+        with self.hx.database(name) as url:
+            # Interleaved, stsync last: the machine's drift hits every contender alike, and the re-run below
+            # starts from stsync's own state.
+            for rep in range(repeats):
+                if rep < self.p.naive_repeats:
+                    runs["naive"].append(self._timed(name, "naive", lambda: self.handmade_run(
+                        "naive", shape, latency_ms=latency_ms, limit=naive_limit)))
+                runs["bare_bulk"].append(self._timed(name, "bare_bulk", lambda: self.handmade_run(
+                    "bare_bulk", shape, latency_ms=latency_ms)))
+                runs["stsync"].append(self._timed(name, "stsync", lambda: self.stsync_run(
+                    url, shape, world, latency_ms=latency_ms)))
+            self.results[name] = {k: median_of(v) for k, v in runs.items() if v}
+            counts = {k: sorted({m.entries for m in v}) for k, v in runs.items() if v}
+            self.notes[name] = {"intervals": shape.intervals(), "entries_by_contender": counts,
+                                "same_entries": naive_limit is not None or len({e for c in counts.values()
+                                                                               for e in c}) == 1}
+            if naive_limit is not None:
+                self.notes[name]["naive_subset"] = (
+                    f"naive posts only the first {naive_limit} entries here (one POST each); compare entries/s")
+            if latency_ms == 0:
+                self.memory.append(self._memory_point(shape, runs["stsync"]))
+            if rerun:
+                self.rerun(url, shape, world)
+
+    def rerun(self, url: str, shape: Shape, world: dict[str, Any]) -> None:
+        runs = [self._timed("rerun", "stsync", lambda: self.stsync_run(url, shape, world, fresh=False))
+                for _ in range(self.p.repeats)]
+        self.results["rerun"] = {"stsync": median_of(runs)}
+
+    # -- 3: a nightly run with a year of history, against one with none -------------------------------------
+    def incremental(self) -> None:
+        techs = self.p.incremental_technicians
+        nights = [NIGHTLY_LAST - timedelta(days=n) for n in range(self.p.repeats - 1, -1, -1)]
+        history = Shape(1, techs, days=self.p.history_days,
+                        start=NIGHTLY_LAST - timedelta(days=self.p.history_days - 1))
+        world = history.world()
+        self.hx.log(f"[incremental] {history.intervals()} intervals over {history.days} days, "
+                    f"nightly runs for {', '.join(map(str, nights))}")
+        with self.hx.database("incremental") as url:
+            # The year, synced once, untimed (its own numbers are kept as a note).
+            built = self.stsync_run(url, history, world, end=nights[0] - timedelta(days=1))
+            self.notes["incremental_history"] = {
+                "history_days": history.days, "history_intervals": history.intervals(),
+                "history_entries": built.entries, "history_sync_wall_s": round(built.wall_s, 2),
+                "nights": [d.isoformat() for d in nights], "lookback_days": 14}
+            with_history = [self._timed("incremental_history", "stsync", lambda d=d: self.stsync_run(
+                url, history, world, start=d, end=d, fresh=False)) for d in nights]
+            empty = []
+            for d in nights:
+                one_day = Shape(1, techs, days=1, start=d)
+                empty.append(self._timed("incremental_empty", "stsync", lambda s=one_day: self.stsync_run(
+                    url, s, s.world())))
+        self.results["incremental_history"] = {"stsync": median_of(with_history)}
+        self.results["incremental_empty"] = {"stsync": median_of(empty)}
+
+    # -- 4: two workers under one rate budget --------------------------------------------------------------
+    def rate_limited(self) -> None:
+        hx = self.hx
+        shape = self.p.rate
+        world = shape.world()
+        pids = world["handles"]["project_ids"][:2]
+        scale, window = self.p.rate_time_scale, self.p.rate_spike_window_s
+        hourly = 3600
+        # The spike window allows the hourly rate too (3,600/h = 1 call/s), so the budget binds within seconds.
+        limit = {"hourly": hourly, "spike": int(hourly * window / 3600), "spike_window_s": window,
+                 "time_scale": scale}
+        hx.log(f"[rate_limited] 2 workers, {shape.intervals()} intervals, Procore {hourly}/h "
+               f"(spike {limit['spike']} per {window:g} s) at time scale x{scale:g}")
+        with hx.database("rate_limited") as url:
+            hx.empty_database(url)
+            hx.flush_rate_budget()
+            hx.load(world)
+            hx.setup_stsync(url, world["handles"], pids)
+            hx.flush_rate_budget()
+            hx.emu.admin.config(procore_rate_limit=limit)
+            hx.emu.admin.reset_requests()
+            spec = {"start": shape.start.isoformat(), "end": shape.end.isoformat(), "wait_for_go": True}
+            children = [hx.start_child(["bench.worker"], {**spec, "projects": [pid]}, hx.env(url)) for pid in pids]
+            for proc, _ in children:
+                assert proc.stdin is not None and proc.stdout is not None
+                if proc.stdout.readline().strip() != "READY":
+                    raise RuntimeError("an stsync worker did not get ready")
+            for proc, _ in children:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            results = [hx.finish_child(proc, log, "stsync sync (rate-limited)") for proc, log in children]
+            counts = hx.counts()
+        bad = [r for res in results for r in res["runs"] if r["status"] != "succeeded"]
+        if bad:
+            raise RuntimeError(f"a rate-limited stsync sync did not succeed: {bad[0]}")
+        wall = max(r["finished"] for r in results) - min(r["started"] for r in results)
+        entries = sum(r["entries"] for r in results)
+        hours = wall * scale / 3600  # emulated hours
+        m = Measure(wall_s=wall, entries=entries, procore_calls=counts["procore_calls"],
+                    procore_write_calls=counts["procore_write_calls"],
+                    servicetrade_calls=counts["servicetrade_calls"],
+                    peak_rss_mb=max(r["peak_rss_mb"] for r in results),
+                    extra={"workers": 2, "limit_per_hour": hourly, "time_scale": scale,
+                           "spike": limit["spike"], "spike_window_s": window,
+                           "procore_429": counts["procore_429"],
+                           "entries_per_hour": round(entries / hours),
+                           "ideal_entries_per_hour": hourly * ENTRIES_PER_BULK,
+                           "fraction_of_ideal": round(entries / hours / (hourly * ENTRIES_PER_BULK), 3),
+                           "procore_calls_per_hour": round(counts["procore_calls"] / hours),
+                           "calls_fraction_of_limit": round(counts["procore_calls"] / hours / hourly, 3)})
+        self.results["rate_limited"] = {"stsync": median_of([m])}
+        hx.log(f"  stsync x2: {entries} entries in {wall:.1f} s -> {m.extra['entries_per_hour']} entries/h "
+               f"({m.extra['fraction_of_ideal']:.0%} of {hourly * ENTRIES_PER_BULK}), "
+               f"{m.extra['procore_calls_per_hour']} calls/h, {counts['procore_429']} x 429")
+
+    # -- memory: peak RSS of the worker against the number of intervals ---------------------------------------
+    def memory_series(self) -> None:
+        done = {point["technicians"] for point in self.memory}
+        todo = [t for t in self.p.memory_technicians if t not in done]
+        if todo:
+            with self.hx.database("memory") as url:
+                for techs in todo:
+                    shape = Shape(self.p.payroll.projects, techs)
+                    run = self._timed("memory", f"stsync ({shape.intervals()} intervals)",
+                                      lambda s=shape: self.stsync_run(url, s, s.world()))
+                    self.memory.append(self._memory_point(shape, [run]))
+        self.memory.sort(key=lambda point: point["intervals"])
+        wanted = set(self.p.memory_technicians)
+        self.memory = [point for point in self.memory if point["technicians"] in wanted]
+
+    def _memory_point(self, shape: Shape, runs: list[Measure]) -> dict[str, Any]:
+        chosen = median_of(runs)
+        return {"intervals": shape.intervals(), "projects": shape.projects, "technicians": shape.technicians,
+                "entries": chosen["entries"], "peak_rss_mb": chosen["peak_rss_mb"], "wall_s": chosen["wall_s"]}
+
+    def _timed(self, scenario: str, contender: str, run: Callable[[], Measure]) -> Measure:
+        m = run()
+        rate = f", {m.entries / m.wall_s:,.0f} entries/s" if m.entries and m.wall_s else ""
+        self.hx.log(f"  {scenario:<20} {contender:<12} {m.wall_s:8.2f} s  {m.entries:>6} entries{rate}, "
+                    f"procore {m.procore_calls} ({m.procore_write_calls} writes), servicetrade "
+                    f"{m.servicetrade_calls}, peak RSS {m.peak_rss_mb:.0f} MB")
+        return m
+
+
+def _report_counts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    skipped: dict[str, int] = {}
+    for r in runs:
+        for reason, n in (r.get("skipped") or {}).items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    return {"unchanged": sum(r["unchanged"] for r in runs), "skipped": skipped,
+            "failed": sum(r["failed"] for r in runs), "unknown": sum(r["unknown"] for r in runs)}
+
+
+def growth_exponent(points: list[dict[str, Any]]) -> float | None:
+    """k in RSS ~ intervals^k between the smallest and the largest point (1 = linear, < 1 = sub-linear)."""
+    if len(points) < 2:
+        return None
+    a, b = points[0], points[-1]
+    if a["intervals"] == b["intervals"]:
+        return None
+    return round(math.log(b["peak_rss_mb"] / a["peak_rss_mb"]) / math.log(b["intervals"] / a["intervals"]), 3)
