@@ -116,12 +116,12 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
     emulator.admin.config(latency_ms=15)
     from tasks.sync import sync_project
 
-    sync_project.app.conf.broker_url = BROKER_URL
     logs: list[str] = []
 
     def enqueue_all() -> None:
         for pid in world["handles"]["project_ids"]:
-            sync_project.apply_async(kwargs={"project_id": pid, "start": str(START), "end": str(END)}, queue="sync")
+            processes.publish(sync_project, BROKER_URL, queue="sync",
+                              kwargs={"project_id": pid, "start": str(START), "end": str(END)})
 
     kills = interrupted = 0
     while kills < KILLS:

@@ -155,13 +155,11 @@ def test_the_same_task_delivered_twice_makes_one_runs_worth_of_entries(live, emu
     from tasks.sync import sync_project
 
     env, pid = live["env"], live["pid"]
-    os.environ["CELERY_BROKER_URL"] = BROKER_URL
-    sync_project.app.conf.broker_url = BROKER_URL
     today = datetime.now(UTC).date()
     kwargs = {"project_id": pid, "start": str(today - timedelta(days=3)), "end": str(today)}
     # The same message id twice, as Redis hands an unacknowledged message out again after a worker is lost.
     for _ in range(2):
-        sync_project.apply_async(kwargs=kwargs, task_id="redelivered-0001", queue="sync")
+        processes.publish(sync_project, BROKER_URL, kwargs=kwargs, task_id="redelivered-0001", queue="sync")
     live["procs"].append(processes.worker(env, concurrency=2))
     live["procs"][0].wait_for(processes.WORKER_READY, 60)
     _wait(lambda: len(live["procs"][0].output().split("succeeded in")) >= 3, 90, "both deliveries to finish")

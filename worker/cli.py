@@ -735,7 +735,8 @@ def runs(project_id: int | None, limit: int, as_json: bool) -> None:
             duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
             data.append({
                 "id": run.id, "project_id": pid, "trigger": run.trigger.value,
-                "window": f"{run.window_start}..{run.window_end}", "status": run.status.value,
+                "window": f"{run.window_start}..{run.window_end}",
+                "status": run.status.value + (" (dry run)" if run.dry_run else ""),
                 "dry_run": run.dry_run, "posted": counts.get("posted"), "hours": counts.get("hours"),
                 "skipped": sum((counts.get("skipped") or {}).values()) if counts else None,
                 "failed": counts.get("failed"), "needs_review": counts.get("needs_review"),
