@@ -12,29 +12,29 @@ from worker.sync.runner import execute_run, find_link
 from worker.sync.triggers import payroll_window, request_window, start_run
 
 
+def _start_and_run(task, project_id: int, make_window, trigger: RunTrigger = RunTrigger.task, **options) -> dict:  # noqa: ANN001
+    """Create (or, on a redelivery, find) the run of this message, then run it in this worker."""
+    now = datetime.now(UTC)
+    with task.session() as s:
+        link = find_link(s, project_id)
+        window = make_window(s, link, now)
+        run_id = start_run(s, link, task.request.id, trigger, window, now=now, **options)
+    return execute_run(run_id, task_id=task.request.id).to_dict()
+
+
 @app.task(name="tasks.sync.sync_project", bind=True)
 def sync_project(self, project_id: Any, start: Any = None, end: Any = None, dry_run: Any = False) -> dict:
     pid = positive_int(project_id, "project_id")
     start_d, end_d = optional_date(start, "start"), optional_date(end, "end")
     dry = boolean(dry_run, "dry_run")
-    now = datetime.now(UTC)
-    with self.session() as s:
-        link = find_link(s, pid)
-        window = request_window(link, start_d, end_d, now)
-        run_id = start_run(s, link, self.request.id, RunTrigger.task, window, dry_run=dry, now=now)
-    return execute_run(run_id, task_id=self.request.id).to_dict()
+    return _start_and_run(self, pid, lambda _s, link, now: request_window(link, start_d, end_d, now), dry_run=dry)
 
 
 @app.task(name="tasks.sync.sync_payroll_period", bind=True)
 def sync_payroll_period(self, project_id: Any, period_start: Any = None) -> dict:
     pid = positive_int(project_id, "project_id")
     start_d = optional_date(period_start, "period_start")
-    now = datetime.now(UTC)
-    with self.session() as s:
-        link = find_link(s, pid)
-        window = payroll_window(s, link, start_d, now)
-        run_id = start_run(s, link, self.request.id, RunTrigger.task, window, now=now)
-    return execute_run(run_id, task_id=self.request.id).to_dict()
+    return _start_and_run(self, pid, lambda s, link, now: payroll_window(s, link, start_d, now))
 
 
 @app.task(name="tasks.sync.sync_selected", bind=True)
@@ -49,12 +49,8 @@ def sync_selected(
         positive_int(cost_code_id, "cost_code_id"),
         positive_int(line_item_type_id, "line_item_type_id"),
     )
-    now = datetime.now(UTC)
-    with self.session() as s:
-        link = find_link(s, pid)
-        window = request_window(link, None, None, now)
-        run_id = start_run(s, link, self.request.id, RunTrigger.manual, window, selection=selection, now=now)
-    return execute_run(run_id, task_id=self.request.id).to_dict()
+    return _start_and_run(self, pid, lambda _s, link, now: request_window(link, None, None, now),
+                          RunTrigger.manual, selection=selection)
 
 
 @app.task(name="tasks.sync.run", bind=True)

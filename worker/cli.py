@@ -221,7 +221,7 @@ def project() -> None:
 def _clients(s: Session, need_st: bool = True) -> tuple[Connection, ProcoreClient, ServiceTradeClient | None]:
     conn = get_connection(s)
     if conn.procore_needs_reauth:
-        raise NeedsReauthorization(conn.procore_needs_reauth)
+        raise NeedsReauthorization("procore", "-", "stored connection", None, conn.procore_needs_reauth)
     return conn, procore_client(conn), servicetrade_client(conn) if need_st else None
 
 

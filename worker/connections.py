@@ -162,18 +162,12 @@ def servicetrade_client(conn: Connection, settings: Settings | None = None) -> S
                 row.st_session_token = token
 
     if conn.st_auth_kind == "oauth":
-        return ServiceTradeClient(
-            settings.servicetrade_api_url,
-            client_id=conn.st_client_id,
-            client_secret=conn.st_client_secret,
-            session_token=conn.st_session_token,
-            on_session=persist_session,
-            timeout=settings.http_timeout_s,
-        )
+        credentials = {"client_id": conn.st_client_id, "client_secret": conn.st_client_secret}
+    else:
+        credentials = {"username": conn.st_username, "password": conn.st_password}
     return ServiceTradeClient(
         settings.servicetrade_api_url,
-        username=conn.st_username,
-        password=conn.st_password,
+        **credentials,
         session_token=conn.st_session_token,
         on_session=persist_session,
         timeout=settings.http_timeout_s,

@@ -1,5 +1,9 @@
-"""Typed errors of both API clients. Every message names the service, the method, the endpoint, the status, the
-remote message and the remote request id; none carries a credential."""
+"""Typed errors of both API clients.
+
+Every message names the service, the method, the endpoint (a path template without its query string), the status,
+the remote message and the remote request id. No message carries a credential: the clients never put one in, and
+the HTTP layer scrubs the secrets it knows from whatever the server echoed back.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from typing import Any
 
 
 class ApiError(Exception):
+    """A call to ServiceTrade or Procore that did not give the answer asked for."""
+
     def __init__(
         self,
-        *,
         service: str,
         method: str,
         endpoint: str,
@@ -20,72 +25,80 @@ class ApiError(Exception):
     ) -> None:
         self.service = service
         self.method = method
-        self.endpoint = endpoint
+        # A query string may carry secrets (tokens, signed urls): an endpoint is a path, never more.
+        self.endpoint = endpoint.split("?", 1)[0]
         self.status = status
         self.message = message
         self.request_id = request_id
         self.details = details
-        where = f"{service} {method} {endpoint}"
-        status_text = f" answered {status}" if status is not None else ""
+        answered = f" answered {status}" if status is not None else ""
         rid = f" (request id {request_id})" if request_id else ""
-        super().__init__(f"{where}{status_text}: {message}{rid}")
+        super().__init__(f"{service} {method} {self.endpoint}{answered}: {message}{rid}")
 
 
 class CredentialsRejected(ApiError):
-    """The username/password, client id/secret or refresh token was refused."""
+    """The username/password, client id/secret or access token was refused (ServiceTrade 403 at /auth,
+    OAuth invalid_client, a second 401 right after logging in again)."""
 
 
 class NotFound(ApiError):
-    pass
+    """404: an unknown id, or (Procore, P-11) something the token is not allowed to see."""
 
 
 class ValidationFailed(ApiError):
-    """400/422: the request was refused as invalid; nothing was created."""
+    """400/422: the request was refused as invalid and nothing was created. `details` holds the remote
+    field errors (ServiceTrade `messages.validation`, Procore's `errors`)."""
 
 
 class BulkValidationFailed(ValidationFailed):
-    """An all-or-nothing bulk create refused: `index_errors` maps request positions to field errors (P-5)."""
+    """An all-or-nothing bulk create was refused (P-5): `index_errors` maps request positions to field errors.
+    Empty when Procore gave no per-index detail."""
 
-    def __init__(self, *, index_errors: dict[int, dict[str, list[str]]] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args: Any, index_errors: dict[int, dict[str, list[str]]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.index_errors = index_errors or {}
 
 
 class EntryLocked(ValidationFailed):
-    """An approved or completed timecard entry can't be changed (P-7)."""
+    """An approved or completed timecard entry can't be changed or deleted (P-7)."""
 
 
 class RateLimited(ApiError):
-    def __init__(self, *, retry_after_s: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    """429. `retry_after_s` is the wait the server asked for (Retry-After or X-Rate-Limit-Reset), if any."""
+
+    def __init__(self, *args: Any, retry_after_s: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.retry_after_s = retry_after_s
 
 
 class TransientError(ApiError):
-    """5xx or a connection failure on a call that is safe to repeat."""
+    """5xx, or a connection failure, on a call that is safe to repeat; still failing after the retries."""
 
-    def __init__(self, *, retry_after_s: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args: Any, retry_after_s: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.retry_after_s = retry_after_s
 
 
 class OutcomeUnknown(ApiError):
-    """A write was sent and no answer came back (lost response, reset, timeout, 500/502/504 on a write).
-
-    Whether it took effect must be found out by reading, never by sending it again blind.
+    """A write was sent and no usable answer came back (lost response, reset, timeout after sending, 500/502/504,
+    an unreadable 2xx body). Whether it took effect must be found out by reading, never by sending it again blind.
     """
 
 
 class MalformedResponse(ApiError):
-    """The answer was not what the API promises: HTML from a proxy, an empty body, wrong types."""
+    """The answer was not what the API promises: HTML from a proxy, an empty body, wrong types. The message says
+    what was wrong."""
 
 
 class NeedsReauthorization(ApiError):
-    """The stored Procore refresh token is dead: a person must authorise the connection again."""
+    """The stored Procore refresh token is dead (rejected, or rotated by a refresh whose answer was lost): a Procore
+    user must authorise the connection again. The message says how."""
 
 
 class DeferRun(Exception):
-    """A wait of a minute or more is needed: the run ends `deferred` and the dispatcher picks it up later."""
+    """A wait of a minute or more is needed: the run ends `deferred` and the dispatcher picks it up later, instead of
+    a worker sleeping. `reason` names the service, method and endpoint that asked for the wait."""
 
     def __init__(self, wait_s: float, reason: str) -> None:
         self.wait_s = wait_s

@@ -1,19 +1,26 @@
 """Procore API client (procore.md Part A, P-1..P-11).
 
-Tokens: client credentials by default, a user's refresh token where the connection was authorised by a person.
-Access tokens are refreshed five minutes early and once on a 401, under the token store's lock, and the new pair is
-saved before it is used: refresh tokens rotate and the old one dies at once (P-2).
+Tokens (P-2): client credentials by default; a user's refresh token where a person authorised the connection.
+An access token is renewed five minutes before it expires and once on a 401, always under the token store's lock:
+the store is re-read there, and if another worker has renewed meanwhile its token is used, so a connection is never
+refreshed twice at once. Refresh tokens rotate and the old one dies at once, so the new pair is saved through the
+store before it is used. A refresh token that Procore refuses, or one rotated by a refresh whose answer was lost,
+needs a person: NeedsReauthorization says what to run.
+
+Every /rest call sends `Procore-Company-Id` (P-3), takes one call from the shared rate budget first and reports the
+X-Rate-Limit-* headers to it afterwards (P-9). Lists follow `Link: rel="next"` (P-10) and are generators.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -26,44 +33,57 @@ from worker.clients.errors import (
     NeedsReauthorization,
     NotFound,
     OutcomeUnknown,
-    ValidationFailed,
 )
-from worker.clients.http import ApiSession, Unauthorized, expect, parse_json, remote_message
+from worker.clients.http import ApiSession, Auth, Call, expect, expect_items, json_or_none, map_status
 from worker.clients.ratelimit import RateBudget
 
 SERVICE = "procore"
 REFRESH_EARLY = timedelta(minutes=5)
+DEFAULT_TOKEN_LIFETIME_S = 5400
 BULK_MAX = 100
-PER_PAGE = 1000
-LOCKED_MESSAGE = "Approved timecard entries cannot be modified"
+PER_PAGE = 1000  # ask for big pages; Link rel="next" says whether there are more, whatever size they came in
+REST = "/rest/v1.0"
+TOKEN_PATH = "/oauth/token"
 
 
 @dataclass(frozen=True)
 class TokenSet:
     access_token: str
     refresh_token: str | None
-    expires_at: datetime
+    expires_at: datetime  # UTC
 
     def fresh(self, now: datetime) -> bool:
+        """Usable for a while yet: renewed REFRESH_EARLY before it expires (P-2)."""
         return bool(self.access_token) and self.expires_at - now > REFRESH_EARLY
 
 
 @dataclass(frozen=True)
 class RateLimitInfo:
+    """The X-Rate-Limit-* headers of the last /rest answer (P-9): the tighter of Procore's two windows."""
+
     limit: int
     remaining: int
-    reset: int
+    reset: int  # unix seconds
 
 
 class TokenStore(Protocol):
+    """Where a connection's Procore tokens live (encrypted in the database in production)."""
+
     def load(self) -> TokenSet | None: ...
 
-    def locked(self) -> Any: ...  # a context manager yielding the freshest TokenSet | None
+    def locked(self) -> AbstractContextManager[TokenSet | None]:
+        """Hold the connection's lock (so that two workers never refresh at once) and yield the freshest
+        tokens, re-read under it."""
+        ...
 
-    def save(self, tokens: TokenSet) -> None: ...
+    def save(self, tokens: TokenSet) -> None:
+        """Store access and refresh token together, in one transaction."""
+        ...
 
 
 class MemoryTokenStore:
+    """A TokenStore in memory, for tests and one-off commands."""
+
     def __init__(self, tokens: TokenSet | None = None) -> None:
         self.tokens = tokens
         self._lock = threading.RLock()
@@ -81,6 +101,8 @@ class MemoryTokenStore:
 
 
 class ProcoreClient:
+    """One Procore company, through one OAuth client."""
+
     def __init__(
         self,
         api_url: str,
@@ -94,6 +116,7 @@ class ProcoreClient:
         timeout: float = 30.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
         max_attempts: int = 5,
     ) -> None:
         self.company_id = int(company_id)
@@ -101,75 +124,108 @@ class ProcoreClient:
         self.client_secret = client_secret
         self.token_store = token_store
         self.rate_budget = rate_budget
+        self.clock = clock
         self.last_rate_limit: RateLimitInfo | None = None
         self._tokens: TokenSet | None = None
         self.api = ApiSession(
-            SERVICE, api_url, timeout=timeout, session=session, sleep=sleep, max_attempts=max_attempts,
+            SERVICE, api_url, timeout=timeout, session=session, sleep=sleep, clock=clock,
+            max_attempts=max_attempts, map_error=_map_error,
             before_request=rate_budget.acquire if rate_budget is not None else None,
             after_response=self._observe_rate_limit,
         )
-        self.login = ApiSession(SERVICE, login_url, timeout=timeout, session=self.api.http, sleep=sleep,
-                                max_attempts=max_attempts)
+        # The login host has no rate-limit headers and no company header: a session of its own over one pool.
+        self.login_api = ApiSession(SERVICE, login_url, timeout=timeout, session=self.api.http, sleep=sleep,
+                                    clock=clock, max_attempts=max_attempts, map_error=self._map_token_error)
+        self.api.add_secrets(client_secret)
+        self.login_api.add_secrets(client_secret)
+        self._auth = Auth(self._auth_headers, self._renew)
 
-    # ------------------------------------------------------------------ tokens
+    # ------------------------------------------------------------------ tokens (P-2)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _auth_headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self._access_token()}"}
 
     def _access_token(self) -> str:
-        now = datetime.now(UTC)
+        """A token good for five more minutes at least: the one in hand, the store's, or a new one."""
         if self._tokens is None:
             self._tokens = self.token_store.load()
-        if self._tokens is not None and self._tokens.fresh(now):
-            return self._tokens.access_token
-        return self._refresh(failed=None)
+        if self._tokens is None or not self._tokens.fresh(self._now()):
+            self._refresh(rejected=None)
+        assert self._tokens is not None
+        return self._tokens.access_token
 
-    def _refresh(self, failed: str | None) -> str:
-        """Get a new access token, unless another worker already did while we waited for the lock."""
+    def _renew(self, rejected: Mapping[str, str]) -> None:
+        self._refresh(rejected=rejected.get("Authorization", "").removeprefix("Bearer "))
+
+    def _refresh(self, rejected: str | None) -> None:
+        """New tokens, unless another worker renewed them while we waited for the lock: then theirs."""
         with self.token_store.locked() as current:
-            now = datetime.now(UTC)
-            if current is not None and current.fresh(now) and current.access_token != failed:
+            if current is not None and current.fresh(self._now()) and current.access_token != rejected:
                 self._tokens = current
-                return current.access_token
-            refresh_token = current.refresh_token if current is not None else None
-            tokens = self._grant(refresh_token)
+                return
+            tokens = self._grant(current.refresh_token if current is not None else None)
+            # Saved before use: a rotated refresh token that is only in memory dies with this process.
             self.token_store.save(tokens)
             self._tokens = tokens
-            return tokens.access_token
 
     def _grant(self, refresh_token: str | None) -> TokenSet:
+        call = self.login_api.call("POST", TOKEN_PATH)
         form = {"client_id": self.client_id, "client_secret": self.client_secret}
-        if refresh_token:
-            form |= {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        else:
-            form |= {"grant_type": "client_credentials"}
+        if refresh_token is None:
+            # Asking twice only gives a second token: safe to repeat like a read.
+            response = self.login_api.request(call, TOKEN_PATH,
+                                              data={**form, "grant_type": "client_credentials"}, repeatable=True)
+            return self._token_set(response, call, None)
+        self.login_api.add_secrets(refresh_token)
+        refresh_form = {**form, "grant_type": "refresh_token", "refresh_token": refresh_token}
         try:
-            response = self.login.request("POST", "/oauth/token", data=form, ok_statuses=(400, 401))
-        except OutcomeUnknown as exc:
-            if refresh_token:
-                raise NeedsReauthorization(
-                    service=SERVICE, method="POST", endpoint="/oauth/token", status=None,
-                    message="the answer to the token refresh was lost, so the rotated refresh token is unknown; "
-                    "a Procore user must authorise the connection again: run `stsync connect procore --company-id "
-                    f"{self.company_id} --client-id ... --client-secret ... --refresh-token NEW`",
-                ) from exc
-            response = self.login.request("POST", "/oauth/token", data=form, ok_statuses=(400, 401))
+            response = self.login_api.request(call, TOKEN_PATH, data=refresh_form, repeatable=False)
+        except OutcomeUnknown as lost:
+            # The old refresh token may have rotated with the lost answer. Asking once more with it is harmless:
+            # either the first request never arrived and this one works, or Procore refuses it (invalid_grant).
+            try:
+                response = self.login_api.request(call, TOKEN_PATH, data=refresh_form, repeatable=False)
+            except OutcomeUnknown:
+                raise self._reauthorize(call, "the answer to the token refresh was lost twice, so the rotated "
+                                              "refresh token is unknown") from lost
+            except NeedsReauthorization as refused:
+                raise self._reauthorize(call, "the answer to an earlier token refresh was lost and Procore has "
+                                              f"refused the refresh token since ({refused.details})") from lost
+        return self._token_set(response, call, refresh_token)
+
+    def _token_set(self, response: requests.Response, call: Call, old_refresh: str | None) -> TokenSet:
+        body = self.login_api.json(response, call, dict, "the token answer")
+        access = expect(body.get("access_token"), str, "access_token", call, response)
+        expires_in = body.get("expires_in")
+        lifetime = expires_in if isinstance(expires_in, int) and not isinstance(expires_in, bool) \
+            else DEFAULT_TOKEN_LIFETIME_S
+        refresh = body.get("refresh_token")
+        # A client-credentials answer has no refresh token; a refresh answer rotates it (else the old one stays).
+        new_refresh = refresh if isinstance(refresh, str) and refresh else old_refresh
+        self.api.add_secrets(access, new_refresh)
+        self.login_api.add_secrets(access, new_refresh)
+        return TokenSet(access, new_refresh, self._now() + timedelta(seconds=lifetime))
+
+    def _map_token_error(self, call: Call, response: requests.Response, message: str) -> ApiError:
+        body = json_or_none(response)
+        if isinstance(body, dict) and body.get("error") == "invalid_grant":
+            return self._reauthorize(call, f"Procore refused the stored refresh token ({message})", response,
+                                     details=message)
         if response.status_code in (400, 401):
-            message = remote_message(response)
-            common = {"service": SERVICE, "method": "POST", "endpoint": "/oauth/token",
-                      "status": response.status_code, "request_id": response.headers.get("x-request-id")}
-            if refresh_token:
-                raise NeedsReauthorization(
-                    message=f"{message}. The stored refresh token is no longer valid; a Procore user must authorise "
-                    f"the connection again: run `stsync connect procore --company-id {self.company_id} "
-                    "--client-id ... --client-secret ... --refresh-token NEW`",
-                    **common,
-                )
-            raise CredentialsRejected(message=message or "client credentials refused", **common)
-        body = expect(parse_json(response, SERVICE, "POST", "/oauth/token"), dict, "the token answer", SERVICE,
-                      "POST", "/oauth/token")
-        access = expect(body.get("access_token"), str, "access_token", SERVICE, "POST", "/oauth/token")
-        expires_in = body.get("expires_in") if isinstance(body.get("expires_in"), int) else 5400
-        new_refresh = body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else None
-        return TokenSet(access, new_refresh,
-                        datetime.now(UTC) + timedelta(seconds=expires_in))
+            return call.fail(CredentialsRejected, f"{message or 'the client was refused'}; check the client id "
+                                                  "and secret of the Procore connection", response, details=body)
+        return map_status(call, response, message)
+
+    def _reauthorize(self, call: Call, why: str, response: requests.Response | None = None,
+                     details: Any = None) -> NeedsReauthorization:
+        advice = (f"{why}. A Procore user must authorise the connection again; then run `stsync connect procore "
+                  f"--company-id {self.company_id} --client-id ... --client-secret ... --refresh-token NEW`")
+        return call.fail(NeedsReauthorization, advice, response, details=details)
+
+    # ------------------------------------------------------------------ calls
 
     def _observe_rate_limit(self, response: requests.Response) -> None:
         headers = response.headers
@@ -182,172 +238,196 @@ class ProcoreClient:
         if self.rate_budget is not None:
             self.rate_budget.observe(info.limit, info.remaining, info.reset)
 
-    # ------------------------------------------------------------------ calls
+    def _rest(self, call: Call, path: str, *, params: Any = None, json: Any = None,
+              map_error: Callable[[Call, requests.Response, str], ApiError] | None = None) -> requests.Response:
+        return self.api.request(call, path, params=params, json=json, auth=self._auth, map_error=map_error,
+                                headers={"Procore-Company-Id": str(self.company_id)})
 
-    def _call(
-        self, method: str, path: str, *, endpoint: str, params: Any = None, json: Any = None,
-        bulk: bool = False,
-    ) -> requests.Response:
-        token = self._access_token()
+    def _object(self, endpoint: str, path: str, params: Any = None) -> dict[str, Any]:
+        call = self.api.call("GET", endpoint)
+        return self.api.json(self._rest(call, path, params=params), call, dict)
+
+    def _written(self, call: Call, response: requests.Response, kind: type | tuple[type, ...]) -> Any:
+        """The body of a 2xx answer to a write. Unreadable, it says nothing about what was created: the outcome
+        is unknown and must be looked up, not assumed."""
         try:
-            response = self._send(method, path, endpoint, params, json, token, bulk)
-        except Unauthorized:
-            token = self._refresh(failed=token)
-            try:
-                response = self._send(method, path, endpoint, params, json, token, bulk)
-            except Unauthorized as again:
-                raise CredentialsRejected(service=SERVICE, method=method, endpoint=endpoint, status=401,
-                                          message=remote_message(again.response) or "access token refused",
-                                          request_id=again.response.headers.get("x-request-id")) from None
-        return response
+            return self.api.json(response, call, kind)
+        except MalformedResponse as exc:
+            raise call.fail(OutcomeUnknown, f"{exc.message}; the write may or may not have been applied",
+                            response) from exc
 
-    def _send(self, method: str, path: str, endpoint: str, params: Any, json: Any, token: str,
-              bulk: bool) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}", "Procore-Company-Id": str(self.company_id)}
-        response = self.api.request(method, path, endpoint=endpoint, params=params, json=json, headers=headers,
-                                    ok_statuses=(400, 403, 404, 406, 409, 422))
-        if response.status_code >= 400:
-            self._raise(response, method, endpoint, bulk)
-        return response
-
-    def _raise(self, response: requests.Response, method: str, endpoint: str, bulk: bool) -> None:
-        message = remote_message(response) or f"status {response.status_code}"
-        common = {"service": SERVICE, "method": method, "endpoint": endpoint, "status": response.status_code,
-                  "request_id": response.headers.get("x-request-id"), "message": message}
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code == 404:
-            raise NotFound(**common)
-        if response.status_code == 422 and LOCKED_MESSAGE in message:
-            raise EntryLocked(details=body, **common)
-        if response.status_code == 422 and bulk:
-            raise BulkValidationFailed(index_errors=_index_errors(body), details=body, **common)
-        if response.status_code in (400, 422):
-            raise ValidationFailed(details=body, **common)
-        raise ApiError(details=body, **common)
-
-    def _json(self, response: requests.Response, method: str, endpoint: str, kind: type | tuple[type, ...]) -> Any:
-        return expect(parse_json(response, SERVICE, method, endpoint), kind, "the body", SERVICE, method, endpoint,
-                      response.status_code)
-
-    def _get(self, path: str, endpoint: str, params: Any = None, kind: type | tuple[type, ...] = dict) -> Any:
-        return self._json(self._call("GET", path, endpoint=endpoint, params=params), "GET", endpoint, kind)
-
-    def _pages(self, path: str, endpoint: str, params: Mapping[str, Any] | list[tuple[str, Any]]) -> Iterator[dict]:
-        """Every item of a list, following `Link: rel="next"` (P-10)."""
-        query: Any = list(params.items()) if isinstance(params, Mapping) else list(params)
-        query.append(("per_page", PER_PAGE))
-        next_url: str | None = path
-        while next_url is not None:
-            response = self._call("GET", next_url, endpoint=endpoint, params=query)
-            items = self._json(response, "GET", endpoint, list)
-            for item in items:
-                if not isinstance(item, dict):
-                    raise MalformedResponse(service=SERVICE, method="GET", endpoint=endpoint, status=200,
-                                            message=f"a list item is {type(item).__name__}, not an object")
-                yield item
+    def _pages(self, endpoint: str, path: str, params: Iterable[tuple[str, Any]] = ()) -> Iterator[dict[str, Any]]:
+        """Every item of a list, following `Link: rel="next"` (P-10); never assumes a page size."""
+        call = self.api.call("GET", endpoint)
+        query: list[tuple[str, Any]] | None = [*params, ("per_page", PER_PAGE)]
+        url = path
+        while True:
+            response = self._rest(call, url, params=query)
+            items = self.api.json(response, call, list)
+            yield from expect_items(items, "the list", call, response)
             next_url = response.links.get("next", {}).get("url")
-            query = None  # the next link carries the query
+            if not next_url:
+                return
+            next_url = self._on_our_host(next_url)
+            if next_url == response.url:
+                raise call.fail(MalformedResponse, "the Link rel=\"next\" points at the page just read", response)
+            url, query = next_url, None  # the link carries the whole query
+
+    def _on_our_host(self, url: str) -> str:
+        """A next link on another host keeps its path and query but goes to ours: the token is for our host."""
+        ours = urlsplit(self.api.base_url)
+        link = urlsplit(url)
+        if (link.scheme, link.netloc) == (ours.scheme, ours.netloc):
+            return url
+        return urlunsplit((ours.scheme, ours.netloc, link.path, link.query, ""))
 
     # ------------------------------------------------------------------ reads (P-4)
 
     def get_project(self, project_id: int) -> dict[str, Any]:
-        return self._get(f"/rest/v1.0/projects/{project_id}", "/rest/v1.0/projects/{id}",
-                         {"company_id": self.company_id})
+        """`id, name, address, city, state_code, zip, time_zone, tz_name, active, company{...}`."""
+        return self._object(f"{REST}/projects/{{id}}", f"{REST}/projects/{project_id}",
+                            {"company_id": self.company_id})
 
     def company_configuration(self) -> dict[str, Any]:
-        return self._get("/rest/v1.0/company_configuration", "/rest/v1.0/company_configuration",
-                         {"company_id": self.company_id})
+        """Includes `projects_timecard_in_out_enabled`: projects that record start/stop times."""
+        return self._object(f"{REST}/company_configuration", f"{REST}/company_configuration",
+                            {"company_id": self.company_id})
 
     def rounding_configuration(self) -> dict[str, Any] | None:
-        """The company's rounding rule, or None when none is set (404)."""
+        """`{id, company_id, time_increment, rule}`, or None when the company has no rounding rule (404)."""
         try:
-            return self._get(f"/rest/v1.0/companies/{self.company_id}/rounding_configuration",
-                             "/rest/v1.0/companies/{cid}/rounding_configuration")
+            return self._object(f"{REST}/companies/{{cid}}/rounding_configuration",
+                                f"{REST}/companies/{self.company_id}/rounding_configuration")
         except NotFound:
             return None
 
     def project_tools(self, project_id: int) -> list[dict[str, Any]]:
-        return list(self._pages(f"/rest/v1.0/projects/{project_id}/tools", "/rest/v1.0/projects/{id}/tools", {}))
+        """`[{id, engine_name, title, is_active}]`; the Timesheets tool is the one titled "Timesheets"."""
+        return list(self._pages(f"{REST}/projects/{{id}}/tools", f"{REST}/projects/{project_id}/tools"))
 
     def cost_codes(self, project_id: int) -> Iterator[dict[str, Any]]:
-        return self._pages("/rest/v1.0/cost_codes", "/rest/v1.0/cost_codes", {"project_id": project_id})
+        """`{id, code, full_code, name, budgeted, line_item_types[]}` of a project."""
+        return self._pages(f"{REST}/cost_codes", f"{REST}/cost_codes", [("project_id", project_id)])
 
     def line_item_types(self) -> Iterator[dict[str, Any]]:
-        return self._pages("/rest/v1.0/line_item_types", "/rest/v1.0/line_item_types",
-                           {"company_id": self.company_id})
+        """The company's cost types `{id, name, code, base_type}`."""
+        return self._pages(f"{REST}/line_item_types", f"{REST}/line_item_types", [("company_id", self.company_id)])
 
-    def people(self, *, employees_only: bool = True) -> Iterator[dict[str, Any]]:
-        params = {"filters[is_employee]": "true"} if employees_only else {}
-        return self._pages(f"/rest/v1.0/companies/{self.company_id}/people", "/rest/v1.0/companies/{cid}/people",
-                           params)
+    def people(self, employees_only: bool = True) -> Iterator[dict[str, Any]]:
+        """`{id, first_name, last_name, is_employee, employee_id, user_id}`; a timecard's party_id is `id`."""
+        params = [("filters[is_employee]", "true")] if employees_only else []
+        return self._pages(f"{REST}/companies/{{cid}}/people", f"{REST}/companies/{self.company_id}/people", params)
 
     def time_types(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        """Timecard time types of a project, or of the company."""
         if project_id is not None:
-            return list(self._pages("/rest/v1.0/timecard_time_types", "/rest/v1.0/timecard_time_types",
-                                    {"project_id": project_id}))
-        return list(self._pages(f"/rest/v1.0/companies/{self.company_id}/timecard_time_types",
-                                "/rest/v1.0/companies/{cid}/timecard_time_types", {}))
+            return list(self._pages(f"{REST}/timecard_time_types", f"{REST}/timecard_time_types",
+                                    [("project_id", project_id)]))
+        return list(self._pages(f"{REST}/companies/{{cid}}/timecard_time_types",
+                                f"{REST}/companies/{self.company_id}/timecard_time_types"))
 
     # ------------------------------------------------------------------ timecard entries (P-5..P-7)
 
-    def bulk_create_entries(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """All or nothing (P-5): the created entries in request order, or BulkValidationFailed with per-index
-        errors, or OutcomeUnknown when no answer came."""
+    def bulk_create_entries(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Create up to 100 entries at once, all or nothing (P-5). Returns the created entries in request order.
+        Raises BulkValidationFailed (nothing created; `index_errors` by request position) or OutcomeUnknown (the
+        request went out and no usable answer came back: look the entries up by origin_id, never resend blind)."""
         if not 0 < len(entries) <= BULK_MAX:
-            raise ValueError(f"a bulk create takes 1 to {BULK_MAX} entries, got {len(entries)}")
-        endpoint = "/rest/v1.0/companies/{cid}/timesheets"
-        response = self._call("POST", f"/rest/v1.0/companies/{self.company_id}/timesheets", endpoint=endpoint,
-                              json={"timecard_entries": entries}, bulk=True)
-        body = parse_json(response, SERVICE, "POST", endpoint)
-        if isinstance(body, dict) and isinstance(body.get("timecard_entries"), list):
-            body = body["timecard_entries"]
-        created = expect(body, list, "the created entries", SERVICE, "POST", endpoint, response.status_code)
-        for item in created:
-            if not isinstance(item, dict) or "id" not in item:
-                raise MalformedResponse(service=SERVICE, method="POST", endpoint=endpoint, status=response.status_code,
-                                        message="a created entry has no id")
+            raise ValueError(f"a bulk create takes 1 to {BULK_MAX} entries, got {len(entries)}; send them in "
+                             f"chunks of at most {BULK_MAX}")
+        call = self.api.call("POST", f"{REST}/companies/{{cid}}/timesheets")
+        response = self._rest(call, f"{REST}/companies/{self.company_id}/timesheets",
+                              json={"timecard_entries": [dict(e) for e in entries]}, map_error=_map_bulk_error)
+        body = self._written(call, response, (list, dict))
+        created = body.get("timecard_entries") if isinstance(body, dict) else body
+        if not isinstance(created, list) or len(created) != len(entries) or not all(
+            isinstance(item, dict) and _same_origin(sent, item) for sent, item in zip(entries, created, strict=True)
+        ):
+            raise call.fail(OutcomeUnknown, f"the answer does not list the {len(entries)} entries sent, in order; "
+                                            "they may or may not have been created", response)
         return created
 
     def create_entry(self, project_id: int, entry: Mapping[str, Any]) -> dict[str, Any]:
-        endpoint = "/rest/v1.0/projects/{pid}/timecard_entries"
-        response = self._call("POST", f"/rest/v1.0/projects/{project_id}/timecard_entries", endpoint=endpoint,
+        """One entry through the project form (201)."""
+        call = self.api.call("POST", f"{REST}/projects/{{pid}}/timecard_entries")
+        response = self._rest(call, f"{REST}/projects/{project_id}/timecard_entries",
                               json={"timecard_entry": dict(entry)})
-        return self._json(response, "POST", endpoint, dict)
+        return self._written(call, response, dict)
 
-    def list_entries(self, start_date: date, end_date: date, party_ids: list[int] | None = None
+    def list_entries(self, start_date: date | str, end_date: date | str, party_ids: Iterable[int] | None = None
                      ) -> Iterator[dict[str, Any]]:
-        """Company timecard entries by date range and parties (P-6): how lost responses are resolved."""
-        params: list[tuple[str, Any]] = [("start_date", start_date.isoformat()), ("end_date", end_date.isoformat())]
-        params += [("filters[party_id][]", p) for p in party_ids or []]
-        return self._pages(f"/rest/v1.0/companies/{self.company_id}/timecard_entries",
-                           "/rest/v1.0/companies/{cid}/timecard_entries", params)
+        """Company timecard entries of a date range (both included), optionally of some people (P-6): how an
+        unknown outcome is resolved, by matching `origin_id`."""
+        params: list[tuple[str, Any]] = [("start_date", _day(start_date)), ("end_date", _day(end_date))]
+        params += [("filters[party_id][]", int(p)) for p in party_ids or ()]
+        return self._pages(f"{REST}/companies/{{cid}}/timecard_entries",
+                           f"{REST}/companies/{self.company_id}/timecard_entries", params)
 
     def get_entry(self, project_id: int, entry_id: int) -> dict[str, Any]:
-        return self._get(f"/rest/v1.0/projects/{project_id}/timecard_entries/{entry_id}",
-                         "/rest/v1.0/projects/{pid}/timecard_entries/{id}")
+        return self._object(f"{REST}/projects/{{pid}}/timecard_entries/{{id}}",
+                            f"{REST}/projects/{project_id}/timecard_entries/{entry_id}")
 
     def update_entry(self, project_id: int, entry_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-        endpoint = "/rest/v1.0/projects/{pid}/timecard_entries/{id}"
-        response = self._call("PATCH", f"/rest/v1.0/projects/{project_id}/timecard_entries/{entry_id}",
-                              endpoint=endpoint, json={"timecard_entry": dict(fields)})
-        return self._json(response, "PATCH", endpoint, dict)
+        """PATCH (P-7); EntryLocked when the entry is approved or completed."""
+        call = self.api.call("PATCH", f"{REST}/projects/{{pid}}/timecard_entries/{{id}}")
+        response = self._rest(call, f"{REST}/projects/{project_id}/timecard_entries/{entry_id}",
+                              json={"timecard_entry": dict(fields)})
+        return self.api.json(response, call, dict)
 
     def delete_entry(self, project_id: int, entry_id: int) -> None:
-        self._call("DELETE", f"/rest/v1.0/projects/{project_id}/timecard_entries/{entry_id}",
-                   endpoint="/rest/v1.0/projects/{pid}/timecard_entries/{id}")
+        """DELETE (P-7); EntryLocked when approved or completed. A 404 after an attempt that got no answer means
+        that attempt deleted it: done."""
+        call = self.api.call("DELETE", f"{REST}/projects/{{pid}}/timecard_entries/{{id}}")
+        self._rest(call, f"{REST}/projects/{project_id}/timecard_entries/{entry_id}")
+
+
+def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
+    """Procore's 4xx answers with Procore's own words, whatever the body's shape (P-3, P-7, P-11)."""
+    if response.status_code == 422 and _locked(message):
+        return call.fail(EntryLocked, message, response, details=json_or_none(response))
+    if response.status_code == 401:
+        return call.fail(CredentialsRejected, f"{message or 'the access token was refused'} (even right after "
+                                              "a new token was fetched)", response)
+    return map_status(call, response, message)
+
+
+def _map_bulk_error(call: Call, response: requests.Response, message: str) -> ApiError:
+    if response.status_code == 422 and not _locked(message):
+        body = json_or_none(response)
+        return call.fail(BulkValidationFailed, message or "the entries were refused", response, details=body,
+                         index_errors=_index_errors(body))
+    return _map_error(call, response, message)
+
+
+def _locked(message: str) -> bool:
+    text = message.lower()
+    return "cannot be modified" in text or "locked" in text
 
 
 def _index_errors(body: Any) -> dict[int, dict[str, list[str]]]:
-    """Per-index errors of a bulk 422; anything of another shape yields none (the caller splits the chunk)."""
+    """Per-index errors of a bulk 422 (`{"errors": [{"index", "errors"}]}`); none for any other shape."""
     found: dict[int, dict[str, list[str]]] = {}
-    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = body.get("errors") if isinstance(body, dict) else body
     if not isinstance(errors, list):
         return found
     for item in errors:
-        if isinstance(item, dict) and isinstance(item.get("index"), int):
+        index = item.get("index") if isinstance(item, dict) else None
+        if isinstance(index, int) and not isinstance(index, bool):
             fields = item.get("errors")
-            found[item["index"]] = fields if isinstance(fields, dict) else {"entry": [str(fields)]}
+            if isinstance(fields, dict):
+                found[index] = {str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                                for k, v in fields.items()}
+            else:
+                found[index] = {"base": [str(fields)]}
     return found
+
+
+def _same_origin(sent: Mapping[str, Any], created: Mapping[str, Any]) -> bool:
+    """The created entry answers the one sent at its position (origin_id may come back as int or string)."""
+    if sent.get("origin_id") is None or "origin_id" not in created:
+        return True
+    return str(sent["origin_id"]) == str(created["origin_id"])
+
+
+def _day(value: date | str) -> str:
+    return value.isoformat() if isinstance(value, date) else date.fromisoformat(value).isoformat()

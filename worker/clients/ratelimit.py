@@ -24,9 +24,14 @@ PROVISIONAL_WINDOW_S = 1.0
 
 
 class RateBudget(Protocol):
-    def acquire(self) -> None: ...
+    """A count of the calls left in the server's current rate-limit window, shared by whoever uses one token."""
 
-    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None: ...
+    def acquire(self) -> None:
+        """Take one call from the budget, waiting briefly if it is spent; DeferRun if the wait would be a minute
+        or more."""
+
+    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
+        """What the server said in X-Rate-Limit-Limit / -Remaining / -Reset."""
 
 
 # KEYS[1] = budget hash; ARGV = now, reserve, provisional window. Returns "0" to go, or the seconds to wait.
@@ -87,12 +92,15 @@ class _Waiting:
 
 
 class RedisRateBudget:
+    """The budget of one Procore company in Redis, shared by every worker; both operations are one Lua script each,
+    so concurrent workers never take the same call twice. `reserve` calls of each window are left unused as a
+    margin for calls in flight that the server has counted and we have not heard about yet."""
+
     def __init__(
         self,
         redis_url: str | redis.Redis,
         key: str,
-        *,
-        reserve: int = 2,
+        reserve: int = 1,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -118,7 +126,7 @@ class RedisRateBudget:
 class LocalRateBudget:
     """The same budget inside one process (the SQLite demo has no Redis)."""
 
-    def __init__(self, *, reserve: int = 2, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, reserve: int = 1, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time) -> None:
         self.reserve = reserve
         self.clock = clock

@@ -1,25 +1,38 @@
 """ServiceTrade API client (servicetrade.md Part A, ST-1..ST-8).
 
-Session login is the default: POST /auth, then `Cookie: PHPSESSID=<token>` on every call; a 401 (empty body) means
-log in once more and repeat. OAuth2 client credentials are the alternative. Lists are generators over `totalPages`.
+Session login is the default: POST /auth, then `Cookie: PHPSESSID=<authToken>` on every call; a 401 (empty body)
+means log in once more and repeat the call. OAuth2 is the alternative when the connection has a client id and
+secret: a Bearer token from POST /oauth2/token (client credentials; the refresh token it comes with is used to renew
+it), renewed once on a 401. Either way `on_session` hears every new token so the caller can store it encrypted.
+Lists are generators that read page after page until `page == totalPages`, whatever size the pages are.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from worker.clients.errors import ApiError, CredentialsRejected, MalformedResponse, NotFound, ValidationFailed
-from worker.clients.http import ApiSession, Unauthorized, expect, parse_json, remote_message
+from worker.clients.http import ApiSession, Auth, Call, expect, expect_items, json_or_none
 
 SERVICE = "servicetrade"
+# OAuth tokens are renewed this long before they expire, as ServiceTrade's own SDKs do.
 TOKEN_EARLY_S = 300
+PAGE_LIMIT = 1000  # ask for big pages; the server may still answer smaller ones (ST-3)
+AUTH_ENDPOINTS = frozenset({"/auth", "/oauth2/token"})
 
 
 class ServiceTradeClient:
+    """ServiceTrade over session login (default) or OAuth2 client credentials."""
+
     def __init__(
         self,
         base_url: str,
@@ -33,183 +46,185 @@ class ServiceTradeClient:
         timeout: float = 30.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
         max_attempts: int = 5,
     ) -> None:
         if not (username and password) and not (client_id and client_secret):
             raise ValueError("ServiceTrade needs a username and password, or an OAuth client id and secret")
-        self.oauth = bool(client_id and client_secret) and not (username and password)
+        self.oauth = not (username and password)
         self.username, self.password = username, password
         self.client_id, self.client_secret = client_id, client_secret
-        self.session_token = session_token
         self.on_session = on_session
-        self._token_expires_at = 0.0 if session_token is None else float("inf")
+        self.clock = clock
+        self.api = ApiSession(SERVICE, base_url, timeout=timeout, session=session, sleep=sleep, clock=clock,
+                              max_attempts=max_attempts, map_error=_map_error)
+        self.api.add_secrets(password, client_secret, session_token)
+        self.session_token = session_token
+        # A stored OAuth token is a JWT whose `exp` says when to renew it; a session has no known end.
+        self._expires_at = (_jwt_expiry(session_token) or math.inf) if session_token else 0.0
+        self._refresh_token: str | None = None
         self._me: dict[str, Any] | None = None
-        self.api = ApiSession(SERVICE, base_url, timeout=timeout, session=session, sleep=sleep,
-                              max_attempts=max_attempts)
+        self._auth = Auth(self._auth_headers, self._renew)
 
-    # ------------------------------------------------------------------ auth
+    # ------------------------------------------------------------------ auth (ST-2)
 
     def login(self) -> dict[str, Any]:
-        """Session login (ST-2); returns `data` with `user` and its `company`."""
+        """Start a session (or, for OAuth, fetch a token). Returns the `/auth` data (`authToken`, `user`) for a
+        session, or `whoami()` for OAuth."""
         if self.oauth:
-            self._fetch_token()
+            self._new_access_token()
             return self.whoami()
-        response = self.api.request("POST", "/auth", json={"username": self.username, "password": self.password},
-                                    ok_statuses=(400, 403))
-        if response.status_code in (400, 403):
-            raise CredentialsRejected(service=SERVICE, method="POST", endpoint="/auth", status=response.status_code,
-                                      message=remote_message(response) or "login refused",
-                                      request_id=response.headers.get("x-request-id"))
-        data = self._data(response, "POST", "/auth")
-        token = expect(data.get("authToken"), str, "data.authToken", SERVICE, "POST", "/auth")
-        user = data.get("user")
-        if isinstance(user, dict):
-            self._me = _me_from_user(user)
-        self._set_token(token, float("inf"))
+        call = self.api.call("POST", "/auth")
+        # Logging in twice only makes a second session, so a login whose answer was lost may be sent again.
+        response = self.api.request(call, "/auth", json={"username": self.username, "password": self.password},
+                                    repeatable=True)
+        data = expect(self._data(response, call), dict, "data", call, response)
+        token = expect(data.get("authToken"), str, "data.authToken", call, response)
+        user = expect(data.get("user"), dict, "data.user", call, response)
+        self._me = _me_from_user(user, call, response)
+        self._set_token(token, math.inf)
         return data
 
     def logout(self) -> None:
-        if self.session_token and not self.oauth:
-            self.api.request("DELETE", "/auth", headers=self._headers(), ok_statuses=(404,))
+        """End the session (DELETE /auth) or revoke the OAuth token; `on_session` hears None."""
+        if self.session_token is None:
+            return
+        if self.oauth:
+            call = self.api.call("POST", "/oauth2/revoke")
+            self.api.request(call, "/oauth2/revoke", data={"token": self.session_token, "client_id": self.client_id,
+                                                           "client_secret": self.client_secret}, repeatable=True)
+        else:
+            call = self.api.call("DELETE", "/auth")
+            self.api.request(call, "/auth", headers=self._credentials())
+        self._refresh_token = None
         self._set_token(None, 0.0)
 
     def whoami(self) -> dict[str, Any]:
-        """The API user and the account's own vendor company (`user.company.id`, ST-2)."""
+        """The API user and the account's own vendor company: `{user_id, name, company_id, company_name}`."""
         if self._me is not None:
             return self._me
         if self.oauth:
-            data = self._get("/oauth2/userinfo")
-            company = expect(data.get("company"), dict, "data.company", SERVICE, "GET", "/oauth2/userinfo")
-            self._me = {"user_id": data.get("userId"), "name": data.get("name"), "company_id": company.get("id"),
+            call = self.api.call("GET", "/oauth2/userinfo")
+            response = self.api.request(call, "/oauth2/userinfo", auth=self._auth)
+            data = expect(self._data(response, call), dict, "data", call, response)
+            company = expect(data.get("company"), dict, "data.company", call, response)
+            self._me = {"user_id": data.get("userId"), "name": data.get("name"),
+                        "company_id": expect(company.get("id"), int, "data.company.id", call, response),
                         "company_name": company.get("name")}
-            return self._me
-        if self.session_token is None:
+        elif self.session_token is None:
             self.login()
         else:
+            call = self.api.call("GET", "/auth")
             try:
-                data = self._get("/auth")
-            except NotFound:  # GET /auth answers 404 for a session that died: log in afresh
-                self.session_token = None
+                response = self.api.request(call, "/auth", headers=self._credentials())
+            except NotFound:  # GET /auth answers 404 for a session that has died: start a new one
                 self.login()
             else:
-                user = expect(data.get("user"), dict, "data.user", SERVICE, "GET", "/auth")
-                self._me = _me_from_user(user)
+                data = expect(self._data(response, call), dict, "data", call, response)
+                self._me = _me_from_user(expect(data.get("user"), dict, "data.user", call, response), call,
+                                         response)
         assert self._me is not None
         return self._me
 
-    def _set_token(self, token: str | None, expires_at: float) -> None:
-        self.session_token = token
-        self._token_expires_at = expires_at
-        if self.on_session is not None:
-            self.on_session(token)
-
-    def _fetch_token(self) -> None:
-        response = self.api.request(
-            "POST", "/oauth2/token", endpoint="/oauth2/token", ok_statuses=(400, 401),
-            data={"grant_type": "client_credentials", "client_id": self.client_id,
-                  "client_secret": self.client_secret},
-        )
-        if response.status_code in (400, 401):
-            raise CredentialsRejected(service=SERVICE, method="POST", endpoint="/oauth2/token",
-                                      status=response.status_code, message=remote_message(response),
-                                      request_id=response.headers.get("x-request-id"))
-        body = expect(parse_json(response, SERVICE, "POST", "/oauth2/token"), dict, "the token answer", SERVICE,
-                      "POST", "/oauth2/token")
-        token = expect(body.get("access_token"), str, "access_token", SERVICE, "POST", "/oauth2/token")
-        expires_in = body.get("expires_in") if isinstance(body.get("expires_in"), int) else 3600
-        self._set_token(token, time.time() + expires_in)
-
-    def _ensure_auth(self) -> None:
-        if self.session_token is None or time.time() >= self._token_expires_at - TOKEN_EARLY_S:
-            if self.oauth:
-                self._fetch_token()
-            else:
-                self.login()
-
-    def _headers(self) -> dict[str, str]:
+    def _credentials(self) -> dict[str, str]:
         if self.session_token is None:
             return {}
         if self.oauth:
             return {"Authorization": f"Bearer {self.session_token}"}
         return {"Cookie": f"PHPSESSID={self.session_token}"}
 
-    # ------------------------------------------------------------------ calls
+    def _auth_headers(self) -> Mapping[str, str]:
+        if self.session_token is None or self.clock() >= self._expires_at - TOKEN_EARLY_S:
+            if self.oauth:
+                self._new_access_token()
+            else:
+                self.login()
+        return self._credentials()
 
-    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              json: Any = None, endpoint: str | None = None) -> Any:
-        endpoint = endpoint or path
-        self._ensure_auth()
-        try:
-            response = self._send(method, path, params, json, endpoint)
-        except Unauthorized:
-            # Sessions may expire at any time (ST-2): log in again, once, and repeat the call.
-            self.session_token = None
-            self._ensure_auth()
+    def _renew(self, rejected: Mapping[str, str]) -> None:
+        """After a 401: the session expired or the token was dropped. Log in (or fetch a token) again, unless
+        the credentials have already changed since that call was sent."""
+        current = self._credentials()
+        if current and any(rejected.get(name) != value for name, value in current.items()):
+            return
+        if self.oauth:
+            self._new_access_token()
+        else:
+            self.login()
+
+    def _set_token(self, token: str | None, expires_at: float) -> None:
+        self.api.add_secrets(token)
+        self.session_token = token
+        self._expires_at = expires_at
+        if self.on_session is not None:
+            self.on_session(token)
+
+    def _new_access_token(self) -> None:
+        body = None
+        if self._refresh_token:
             try:
-                response = self._send(method, path, params, json, endpoint)
-            except Unauthorized as again:
-                raise CredentialsRejected(service=SERVICE, method=method, endpoint=endpoint, status=401,
-                                          message="the session was refused again right after logging in",
-                                          request_id=again.response.headers.get("x-request-id")) from None
-        return self._data(response, method, endpoint)
+                body = self._token_request({"grant_type": "refresh_token", "refresh_token": self._refresh_token})
+            except CredentialsRejected:
+                body = None  # rotated away or expired: the client credentials still work
+        if body is None:
+            body = self._token_request({"grant_type": "client_credentials"})
+        call = self.api.call("POST", "/oauth2/token")
+        access = expect(body.get("access_token"), str, "access_token", call)
+        refresh = body.get("refresh_token")
+        self._refresh_token = refresh if isinstance(refresh, str) and refresh else None
+        self.api.add_secrets(self._refresh_token)
+        expires_in = body.get("expires_in")
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) \
+            else 3600.0
+        self._set_token(access, _jwt_expiry(access) or self.clock() + lifetime)
 
-    def _send(self, method: str, path: str, params: Any, json: Any, endpoint: str) -> requests.Response:
-        response = self.api.request(method, path, endpoint=endpoint, params=params, json=json,
-                                    headers=self._headers(), ok_statuses=(400, 403, 404, 409))
-        if response.status_code >= 400:
-            self._raise(response, method, endpoint)
-        return response
+    def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
+        call = self.api.call("POST", "/oauth2/token")
+        form = {**form, "client_id": self.client_id or "", "client_secret": self.client_secret or ""}
+        # A repeated token request at worst leaves one unused token behind.
+        response = self.api.request(call, "/oauth2/token", data=form, repeatable=True)
+        return self.api.json(response, call, dict, "the token answer")
 
-    def _raise(self, response: requests.Response, method: str, endpoint: str) -> None:
-        common = {"service": SERVICE, "method": method, "endpoint": endpoint, "status": response.status_code,
-                  "request_id": response.headers.get("x-request-id"), "message": remote_message(response)}
-        details = None
-        try:
-            body = response.json()
-            if isinstance(body, dict) and isinstance(body.get("messages"), dict):
-                details = body["messages"].get("validation")
-        except ValueError:
-            pass
-        if response.status_code == 400:
-            raise ValidationFailed(details=details, **common)
-        if response.status_code == 404:
-            raise NotFound(**common)
-        raise ApiError(details=details, **common)
+    # ------------------------------------------------------------------ calls (ST-3)
 
-    def _data(self, response: requests.Response, method: str, endpoint: str) -> Any:
-        if response.status_code == 204 or (method == "DELETE" and not response.content):
+    def _call(self, method: str, path: str, endpoint: str | None = None, *,
+              params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+        call = self.api.call(method, endpoint or path)
+        response = self.api.request(call, path, params=params, json=json, auth=self._auth)
+        return self._data(response, call)
+
+    def _object(self, method: str, path: str, endpoint: str | None = None, *, json: Any = None) -> dict[str, Any]:
+        call = self.api.call(method, endpoint or path)
+        response = self.api.request(call, path, json=json, auth=self._auth)
+        return expect(self._data(response, call), dict, "data", call, response)
+
+    def _data(self, response: requests.Response, call: Call) -> Any:
+        """`data` of the envelope `{"messages"?, "data"}`; None for an empty 204."""
+        if response.status_code == 204 or (call.method == "DELETE" and not response.content.strip()):
             return None
-        body = expect(parse_json(response, SERVICE, method, endpoint), dict, "the response envelope", SERVICE,
-                      method, endpoint, response.status_code)
+        body = self.api.json(response, call, dict, "the response envelope")
         if "data" not in body:
-            raise MalformedResponse(service=SERVICE, method=method, endpoint=endpoint, status=response.status_code,
-                                    message="the envelope has no 'data'")
+            raise call.fail(MalformedResponse, "the response envelope has no 'data'", response)
         return body["data"]
 
-    def _get(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Any:
-        return self._call("GET", path, params=params, endpoint=endpoint)
-
-    def _pages(self, path: str, plural: str, params: Mapping[str, Any], limit: int | None = None) -> Iterator[dict]:
-        """Every item of a list, page by page until `page == totalPages` (ST-3). Never assumes a page size."""
+    def _pages(self, path: str, plural: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a list, page by page until `page == totalPages` (ST-3): a generator, so a long list is
+        never held whole, and no page size is assumed (the server may answer fewer items than `limit`)."""
+        call = self.api.call("GET", path)
+        query = {k: _param(v) for k, v in params.items() if v is not None}
+        query.setdefault("limit", PAGE_LIMIT)
         page = 1
         while True:
-            query = {k: v for k, v in params.items() if v is not None}
-            query["page"] = page
-            if limit is not None:
-                query["limit"] = limit
-            data = expect(self._get(path, query), dict, "data", SERVICE, "GET", path)
-            items = expect(data.get(plural), list, f"data.{plural}", SERVICE, "GET", path)
-            total = expect(data.get("totalPages"), int, "data.totalPages", SERVICE, "GET", path)
-            for item in items:
-                if not isinstance(item, dict):
-                    raise MalformedResponse(service=SERVICE, method="GET", endpoint=path, status=200,
-                                            message=f"an item of data.{plural} is {type(item).__name__}, not an object")
-                yield item
+            response = self.api.request(call, path, params={**query, "page": page}, auth=self._auth)
+            data = expect(self._data(response, call), dict, "data", call, response)
+            items = expect(data.get(plural), list, f"data.{plural}", call, response)
+            total = expect(data.get("totalPages"), int, "data.totalPages", call, response)
+            yield from expect_items(items, f"data.{plural}", call, response)
             if page >= total:
                 return
             page += 1
 
-    # ------------------------------------------------------------------ resources
+    # ------------------------------------------------------------------ clock events and users (ST-5, ST-6)
 
     def clock_events(
         self,
@@ -218,50 +233,104 @@ class ServiceTradeClient:
         user_id: int | None = None,
         user_ids: list[int] | None = None,
         activity: str | None = None,
-        start_time: int | None = None,
-        end_time: int | None = None,
-        updated_after: int | None = None,
-        limit: int = 1000,
+        start_time: int | datetime | None = None,
+        end_time: int | datetime | None = None,
+        updated_after: int | datetime | None = None,
+        limit: int = PAGE_LIMIT,
     ) -> Iterator[dict[str, Any]]:
-        """Clock punches (ST-5), sorted by eventTime then id, streamed page by page."""
+        """Clock punches (ST-5), sorted by eventTime then id, streamed page by page. Times are unix seconds (or
+        aware datetimes); `start_time`/`end_time` bound eventTime and, like `updated_after`, are inclusive."""
         params = {
             "jobId": job_id, "userId": user_id, "userIds": ",".join(map(str, user_ids)) if user_ids else None,
-            "activity": activity, "startTime": start_time, "endTime": end_time, "updatedAfter": updated_after,
+            "activity": activity, "startTime": _epoch(start_time), "endTime": _epoch(end_time),
+            "updatedAfter": _epoch(updated_after), "limit": limit,
         }
-        return self._pages("/clock", "events", params, limit)
+        return self._pages("/clock", "events", params)
 
     def technicians(self) -> Iterator[dict[str, Any]]:
-        return self.users(isTech="true")
+        """Users who are technicians (ST-6); the Procore Employee ID is `externalIds.procore`."""
+        return self.users(isTech=True)
 
     def users(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        return self._pages("/user", "users", filters, 1000)
+        """`GET /user` with ServiceTrade's own filter names (`isTech=True`, `status="active"`)."""
+        return self._pages("/user", "users", filters)
 
     def job_clock_summary(self, job_id: int) -> dict[str, Any]:
-        return self._get(f"/job/{job_id}/clockevent", endpoint="/job/{id}/clockevent")
+        """`{activityTime, pairedEvents}` of one job (ST-5): a cross-check, not an incremental pull."""
+        return self._object("GET", f"/job/{job_id}/clockevent", "/job/{id}/clockevent")
+
+    # ------------------------------------------------------------------ customer side of a project (ST-7)
 
     def create_company(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/company", json=dict(body))
+        return self._object("POST", "/company", json=dict(body))
 
     def list_companies(self, *, name: str | None = None) -> Iterator[dict[str, Any]]:
-        return self._pages("/company", "companies", {"name": name}, 1000)
+        return self._pages("/company", "companies", {"name": name})
 
     def create_location(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/location", json=dict(body))
+        return self._object("POST", "/location", json=dict(body))
 
     def list_locations(self, *, company_id: int | None = None) -> Iterator[dict[str, Any]]:
-        return self._pages("/location", "locations", {"companyId": company_id}, 1000)
+        return self._pages("/location", "locations", {"companyId": company_id})
 
     def create_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/job", json=dict(body))
+        """`data` of the new job, with `id` and `number`."""
+        return self._object("POST", "/job", json=dict(body))
 
     def list_jobs(self, *, location_id: int | None = None, status: str = "all") -> Iterator[dict[str, Any]]:
-        return self._pages("/job", "jobs", {"locationId": location_id, "status": status}, 1000)
+        """Jobs of a location; `status="all"` because ServiceTrade lists only scheduled jobs without one."""
+        return self._pages("/job", "jobs", {"locationId": location_id, "status": status})
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        return self._get(f"/job/{job_id}", endpoint="/job/{id}")
+        return self._object("GET", f"/job/{job_id}", "/job/{id}")
 
 
-def _me_from_user(user: Mapping[str, Any]) -> dict[str, Any]:
-    company = user.get("company") if isinstance(user.get("company"), dict) else {}
-    return {"user_id": user.get("id"), "name": user.get("name"), "company_id": company.get("id"),
+def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
+    """ST-3 / ST-8: 400 with `messages.validation`, 403 for bad credentials, 404 for unknown ids."""
+    body = json_or_none(response)
+    messages = body.get("messages") if isinstance(body, dict) else None
+    validation = messages.get("validation") if isinstance(messages, dict) else None
+    status = response.status_code
+    if call.endpoint in AUTH_ENDPOINTS and status in (400, 401, 403):
+        return call.fail(CredentialsRejected, message or "the credentials were refused", response,
+                         details=validation or body)
+    if status == 401:
+        return call.fail(CredentialsRejected, message or "refused again right after logging in anew", response)
+    if status in (400, 409, 422):
+        return call.fail(ValidationFailed, message or "the request was refused", response,
+                         details=validation if isinstance(validation, dict) else {})
+    if status == 404:
+        return call.fail(NotFound, message or "not found", response)
+    return call.fail(ApiError, message or f"status {status} without a message", response, details=body)
+
+
+def _me_from_user(user: Mapping[str, Any], call: Call, response: requests.Response) -> dict[str, Any]:
+    company = expect(user.get("company"), dict, "data.user.company", call, response)
+    return {"user_id": user.get("id"), "name": user.get("name"),
+            "company_id": expect(company.get("id"), int, "data.user.company.id", call, response),
             "company_name": company.get("name")}
+
+
+def _param(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def _epoch(value: int | datetime | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        raise ValueError(f"a naive datetime ({value}) is ambiguous; give an aware one or unix seconds")
+    return int(value.timestamp())
+
+
+def _jwt_expiry(token: str | None) -> float | None:
+    """The `exp` claim of a JWT access token (ST-2), if the token is one."""
+    parts = (token or "").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
