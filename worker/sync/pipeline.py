@@ -426,20 +426,18 @@ class SyncPipeline:
 
     def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[int]:
         """Step 10: write the rows as `pending` and commit before anything is sent."""
-        ids = []
         with session_scope(self.database_url) as s:
+            connection_id = self._connection_id(s)
+            loaded = self._load(s, [rows[p.source_key].id for p in creates if p.source_key in rows])
+            claimed: list[tuple[LedgerEntry, LedgerStatus | None]] = []
             for p in creates:
                 existing = rows.get(p.source_key)
-                row = s.get(LedgerEntry, existing.id) if existing is not None else None
+                row = loaded.get(existing.id) if existing is not None else None
+                previous = row.status if row is not None else None
                 if row is None:
-                    row = LedgerEntry(
-                        connection_id=self._connection_id(s), project_link_id=self.link_id, source_key=p.source_key,
-                        status=LedgerStatus.pending, attempts=0,
-                    )
+                    row = LedgerEntry(connection_id=connection_id, project_link_id=self.link_id,
+                                      source_key=p.source_key, status=LedgerStatus.pending, attempts=0)
                     s.add(row)
-                    previous = None
-                else:
-                    previous = row.status
                 _fill(row, p)
                 row.manual = manual or row.manual
                 row.status = LedgerStatus.pending
@@ -448,11 +446,19 @@ class SyncPipeline:
                 row.attempts = (row.attempts or 0) + 1
                 row.claimed_at = self.now
                 row.last_run_id = self.run_id
-                s.flush()
-                s.add(self._history(row.id, previous, LedgerStatus.pending, None, "claimed for posting"))
-                ids.append(row.id)
+                claimed.append((row, previous))
+            s.flush()  # one round of inserts gives every new row its id, the origin_id Procore will store
+            s.add_all(self._history(row.id, previous, LedgerStatus.pending, None, "claimed for posting")
+                      for row, previous in claimed)
+            ids = [row.id for row, _ in claimed]
         self.progress("claimed", len(ids), len(ids))
         return ids
+
+    @staticmethod
+    def _load(s: Session, ids: list[int]) -> dict[int, LedgerEntry]:
+        if not ids:
+            return {}
+        return {r.id: r for r in s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_(ids)))}
 
     def _post_all(self, ids: list[int], report: RunReport) -> None:
         pending_unknown: list[int] = []
@@ -630,26 +636,30 @@ class SyncPipeline:
             return
         with session_scope(self.database_url) as s:
             connection_id = self._connection_id(s)
+            loaded = self._load(s, [rows[a.source_key].id for a in actions if a.source_key in rows])
+            changes: list[tuple[LedgerEntry, str | None, str, str | None]] = []
             for action in actions:
                 p = planned[action.source_key]
                 reason = p.skip_reason.value if p.skip_reason else "skipped"
                 report.skipped[reason] += 1
                 existing = rows.get(action.source_key)
-                row = s.get(LedgerEntry, existing.id) if existing is not None else None
+                row = loaded.get(existing.id) if existing is not None else None
                 if row is None:
                     row = LedgerEntry(connection_id=connection_id, project_link_id=self.link_id,
                                       source_key=p.source_key, status=LedgerStatus.skipped, attempts=0)
                     s.add(row)
                     _fill(row, p)
                     row.reason, row.detail, row.last_run_id = reason, p.detail, self.run_id
-                    s.flush()
-                    s.add(self._history(row.id, None, LedgerStatus.skipped, reason, p.detail))
+                    changes.append((row, None, reason, p.detail))
                     continue
                 changed = row.status != LedgerStatus.skipped or row.reason != reason or row.detail != p.detail
                 _fill(row, p)
                 if changed:
-                    s.add(self._history(row.id, row.status, LedgerStatus.skipped, reason, p.detail))
+                    changes.append((row, row.status, reason, p.detail))
                     row.status, row.reason, row.detail, row.last_run_id = LedgerStatus.skipped, reason, p.detail, self.run_id
+            s.flush()
+            s.add_all(self._history(row.id, old, LedgerStatus.skipped, reason, detail)
+                      for row, old, reason, detail in changes)
 
     def _retire(self, actions: list[Action], rows: dict[str, LedgerEntry], report: RunReport) -> None:
         for action in actions:
