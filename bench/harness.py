@@ -74,6 +74,8 @@ class Harness:
         self.workdir = Path(self._tmp.name)
         self.emu = EmulatorProcess()
         self._admin_engine: sa.Engine | None = None
+        self._template = f"bench_template_{os.getpid()}"
+        self._template_ready = False
         self._children = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -93,6 +95,11 @@ class Harness:
     def __exit__(self, *exc: object) -> None:
         self.emu.stop()
         if self._admin_engine is not None:
+            if self._template_ready:
+                from worker.db import dispose_engines
+
+                dispose_engines()
+                self._drop(self._template)
             self._admin_engine.dispose()
         self._tmp.cleanup()
 
@@ -103,21 +110,36 @@ class Harness:
     # -- services --------------------------------------------------------------------------------------------
     @contextmanager
     def database(self, name: str) -> Iterator[str]:
-        """A fresh database `bench_<name>`, migrated to head, dropped afterwards."""
-        from worker.migrate import upgrade
-
+        """A fresh database `bench_<name>_<pid>` at the latest schema, dropped afterwards. The schema is migrated
+        once per benchmark (`worker.migrate.upgrade`) into a template database that each scenario's is copied
+        from. The pid keeps a benchmark and the smoke test from dropping each other's databases."""
         assert self._admin_engine is not None
-        db = f"bench_{name}"
+        if not self._template_ready:
+            from worker.migrate import upgrade
+
+            self._recreate(self._template)
+            upgrade(self._url(self._template))
+            self._template_ready = True
+        db = f"bench_{name}_{os.getpid()}"
+        self._recreate(db, template=self._template)
+        try:
+            yield self._url(db)
+        finally:
+            self._drop(db)
+
+    def _url(self, db: str) -> str:
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
+
+    def _recreate(self, db: str, template: str | None = None) -> None:
+        assert self._admin_engine is not None
+        self._drop(db)
+        with self._admin_engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{db}"' + (f' TEMPLATE "{template}"' if template else "")))
+
+    def _drop(self, db: str) -> None:
+        assert self._admin_engine is not None
         with self._admin_engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
-        try:
-            upgrade(url)
-            yield url
-        finally:
-            with self._admin_engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
     def empty_database(self, url: str) -> None:
         """Every table emptied (between repeats of one scenario)."""
@@ -146,7 +168,8 @@ class Harness:
             "LOG_FORMAT": "json",
         }
 
-    def setup_stsync(self, database_url: str, handles: dict[str, Any], projects: list[int]) -> None:
+    def setup_stsync(self, database_url: str, handles: dict[str, Any], projects: list[int], *,
+                     technicians: bool = False) -> None:
         """`stsync connect`, `project link` and `rules add`, in this process (untimed; a child would only add
         start-up time), with the same environment as the timed child and warnings-only logs."""
         from bench.worker import SetupFailed, setup
@@ -157,7 +180,7 @@ class Harness:
         os.environ.update(self.env(database_url), LOG_LEVEL="WARNING")
         reset_settings()
         try:
-            setup(handles, projects)
+            setup(handles, projects, technicians=technicians)
         except SetupFailed as exc:
             raise BenchError(f"stsync setup: {exc}") from exc
         finally:
@@ -167,11 +190,13 @@ class Harness:
             reset_settings()
 
     # -- the emulator ----------------------------------------------------------------------------------------
-    def load(self, world: dict[str, Any], *, latency_ms: int = 0) -> None:
-        """The world in the emulator, counts and faults cleared, latency set."""
+    def load(self, world: dict[str, Any]) -> None:
+        """The world in the emulator; config, counts and faults back to their defaults."""
         self.emu.admin.reset(world)
-        if latency_ms:
-            self.emu.admin.config(latency_ms=latency_ms)
+
+    def latency(self, latency_ms: int) -> None:
+        """Latency on every API call from now on (set after the untimed setup, which need not wait for it)."""
+        self.emu.admin.config(latency_ms=latency_ms)
 
     def counts(self) -> dict[str, int]:
         summary = self.emu.admin.requests()

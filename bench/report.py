@@ -173,3 +173,23 @@ def render(results: dict[str, Any], markdown: bool = False) -> str:
         parts.append(table(memory_rows(results["memory_series"]), MEMORY_HEADER))
     parts.append(table(target_rows(ts), TARGET_HEADER))
     return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.report [results.json]`: the tables in Markdown, for bench/README.md."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else Path(__file__).resolve().parent / "results.json"
+    results = json.loads(path.read_text())
+    m = results["machine"]
+    print(f"{results['profile']} run of {m['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+          f"{m['os']}, Python {m['python']}, PostgreSQL {m['postgresql']} ({results['elapsed_s']:.0f} s)\n")
+    print(render(results, markdown=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

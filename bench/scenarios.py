@@ -9,13 +9,14 @@ Every scenario loads a generated world into the emulator, and times each contend
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
-from bench.harness import Harness, Measure, measure, median_of
+from bench.harness import BenchError, Harness, Measure, measure, median_of
 from emulators.world import generate_world
 
 SEED = 7
@@ -81,16 +82,17 @@ PROFILES = {
         rate=Shape(2, 50, visits_per_day=3), rate_time_scale=2.0, rate_spike_window_s=20.0,
         memory_technicians=(12, 50, 200),
     ),
+    # The same scenarios on small worlds, one run each; the memory series is scaled down to ~1k/2k intervals.
     "quick": Profile(
         name="quick", payroll=Shape(5, 10), repeats=1, repeats_25ms=1, naive_repeats=1,
-        naive_limit_0ms=None, naive_limit_25ms=300, incremental_technicians=6, history_days=120,
-        rate=Shape(2, 12, visits_per_day=2), rate_time_scale=6.0, rate_spike_window_s=20.0,
-        memory_technicians=(10, 40),
+        naive_limit_0ms=None, naive_limit_25ms=150, incremental_technicians=6, history_days=120,
+        rate=Shape(2, 12, visits_per_day=2), rate_time_scale=3.0, rate_spike_window_s=10.0,
+        memory_technicians=(5, 10),
     ),
     # The smoke test: every code path, tiny worlds.
     "tiny": Profile(
         name="tiny", payroll=Shape(2, 6, days=7), repeats=1, repeats_25ms=1, naive_repeats=1,
-        naive_limit_0ms=None, naive_limit_25ms=40, incremental_technicians=6, history_days=21,
+        naive_limit_0ms=30, naive_limit_25ms=40, incremental_technicians=6, history_days=21,
         rate=Shape(2, 6, days=7), rate_time_scale=30.0, rate_spike_window_s=20.0,
         memory_technicians=(6,),
     ),
@@ -110,16 +112,21 @@ class Scenarios:
         return self.only is None or name in self.only
 
     def run(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = []
         if self.wanted("payroll_0ms") or self.wanted("rerun") or self.wanted("memory"):
-            self.payroll(0, rerun=self.wanted("rerun"))
+            steps.append(("payroll_0ms", lambda: self.payroll(0, rerun=self.wanted("rerun"))))
         if self.wanted("payroll_25ms"):
-            self.payroll(LATENCY_MS, rerun=False)
+            steps.append(("payroll_25ms", lambda: self.payroll(LATENCY_MS, rerun=False)))
         if self.wanted("incremental_history") or self.wanted("incremental_empty"):
-            self.incremental()
+            steps.append(("incremental", self.incremental))
         if self.wanted("rate_limited"):
-            self.rate_limited()
+            steps.append(("rate_limited", self.rate_limited))
         if self.wanted("memory"):
-            self.memory_series()
+            steps.append(("memory", self.memory_series))
+        for name, step in steps:
+            started = time.monotonic()
+            step()
+            self.hx.log(f"[{name}] done in {time.monotonic() - started:.1f} s")
 
     # -- contenders ------------------------------------------------------------------------------------------
     def stsync_run(self, url: str, shape: Shape, world: dict[str, Any], *, latency_ms: int = 0,
@@ -130,22 +137,24 @@ class Scenarios:
         if fresh:
             hx.empty_database(url)
             hx.flush_rate_budget()
-            hx.load(world, latency_ms=latency_ms)
+            hx.load(world)
             hx.setup_stsync(url, world["handles"], pids)
+        hx.latency(latency_ms)
         hx.emu.admin.reset_requests()
         spec = {"projects": pids, "start": (start or shape.start).isoformat(), "end": (end or shape.end).isoformat()}
         result = hx.child(["bench.worker"], spec, hx.env(url))
         bad = [r for r in result["runs"] if r["status"] != "succeeded"]
         if bad:
-            raise RuntimeError(f"stsync sync did not succeed: {bad[0]}")
+            raise BenchError(f"stsync sync did not succeed: {bad[0]}")
         return measure(result, hx.counts(), **_report_counts(result["runs"]))
 
     def handmade_run(self, kind: str, shape: Shape, *, latency_ms: int = 0, limit: int | None = None) -> Measure:
         hx = self.hx
         world = shape.world()
         pids = world["handles"]["project_ids"]
-        hx.load(world, latency_ms=latency_ms)
+        hx.load(world)
         hx.create_jobs(world, pids)
+        hx.latency(latency_ms)
         hx.emu.admin.reset_requests()
         spec = {"handles": world["handles"], "projects": pids, "start": shape.start.isoformat(),
                 "end": shape.end.isoformat(), "st_url": hx.emu.st_url, "procore_url": hx.emu.procore_url,
@@ -235,7 +244,9 @@ class Scenarios:
             hx.empty_database(url)
             hx.flush_rate_budget()
             hx.load(world)
-            hx.setup_stsync(url, world["handles"], pids)
+            # The technicians are stored before the two first syncs start: when both find them missing, both
+            # insert them and one run dies on the unique constraint (store_technicians has no ON CONFLICT).
+            hx.setup_stsync(url, world["handles"], pids, technicians=True)
             hx.flush_rate_budget()
             hx.emu.admin.config(procore_rate_limit=limit)
             hx.emu.admin.reset_requests()
@@ -244,16 +255,23 @@ class Scenarios:
             for proc, _ in children:
                 assert proc.stdin is not None and proc.stdout is not None
                 if proc.stdout.readline().strip() != "READY":
-                    raise RuntimeError("an stsync worker did not get ready")
+                    raise BenchError("an stsync worker did not get ready")
             for proc, _ in children:
                 assert proc.stdin is not None
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-            results = [hx.finish_child(proc, log, "stsync sync (rate-limited)") for proc, log in children]
+            results, failures = [], []
+            for proc, log in children:  # every child is waited for before the database goes away
+                try:
+                    results.append(hx.finish_child(proc, log, "stsync sync (rate-limited)"))
+                except BenchError as exc:
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
             counts = hx.counts()
         bad = [r for res in results for r in res["runs"] if r["status"] != "succeeded"]
         if bad:
-            raise RuntimeError(f"a rate-limited stsync sync did not succeed: {bad[0]}")
+            raise BenchError(f"a rate-limited stsync sync did not succeed: {bad[0]}")
         wall = max(r["finished"] for r in results) - min(r["started"] for r in results)
         entries = sum(r["entries"] for r in results)
         hours = wall * scale / 3600  # emulated hours
