@@ -152,8 +152,11 @@ class Harness:
         engine.dispose()
 
     def flush_rate_budget(self) -> None:
+        """Forget the shared Procore rate budget (only stsync's keys: the database may be shared)."""
         client = redis.Redis.from_url(REDIS_URL)
-        client.flushdb()
+        keys = list(client.scan_iter(match="stsync:procore-budget:*"))
+        if keys:
+            client.delete(*keys)
         client.close()
 
     def env(self, database_url: str) -> dict[str, str]:

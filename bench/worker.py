@@ -41,7 +41,7 @@ def stsync(*args: Any) -> tuple[int, str]:
 
 
 class SetupFailed(RuntimeError):
-    pass
+    """An `stsync` setup command exited non-zero; the message holds its output."""
 
 
 def must(*args: Any) -> str:

@@ -9,6 +9,7 @@ the 0 ms code path with the emulator's latency set.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ def test_bench_runs_every_scenario_end_to_end_in_tiny_mode(tmp_path: Path) -> No
         [sys.executable, "-m", "bench", "--tiny", "--quiet", "--only", ",".join([*SCENARIOS, "memory"]),
          "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
+        # The test suite's Redis database, not the benchmark's: a `make bench` may be running beside the tests.
+        env={**os.environ, "BENCH_REDIS_URL": os.environ["REDIS_URL"]},
     )
     assert proc.returncode == 0, f"python -m bench --tiny failed:\n{proc.stderr[-4000:]}\n{proc.stdout[-2000:]}"
     assert "scenario" in proc.stdout and "peak RSS" in proc.stdout, "no table on screen"

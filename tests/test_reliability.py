@@ -318,3 +318,33 @@ def test_rerun_writes_nothing_even_with_transient_faults(stsync, emulator) -> No
     assert ledger(status=LedgerStatus.unknown) == []
     with session_scope() as s:
         assert s.scalars(select(LedgerEntry).where(LedgerEntry.status == LedgerStatus.pending)).all() == []
+
+
+def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync) -> None:  # noqa: ANN001
+    from worker.models import Technician
+    from worker.sync.context import ResolvedTechnician
+    from worker.sync.pipeline import store_technicians
+
+    with session_scope() as s:
+        conn_id = s.scalars(select(Connection.id)).one()
+    techs = [ResolvedTechnician(9_000_000_000_000_000 + n, f"Tech {n}", f"E-{n}", None, "invalid_employee_id",
+                                "x") for n in range(50)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        barrier.wait()
+        try:
+            with session_scope() as s:
+                store_technicians(s, conn_id, techs, datetime.now(UTC))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with session_scope() as s:
+        assert len(s.scalars(select(Technician).where(Technician.st_user_id >= 9_000_000_000_000_000)).all()) == 50

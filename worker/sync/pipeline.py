@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from schedules.nextrun import local_to_utc
@@ -811,14 +813,24 @@ def ledger_view(row: LedgerEntry, *, manual_override: bool = False) -> LedgerVie
 
 
 def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTechnician], now: datetime) -> None:
-    existing = {t.st_user_id: t for t in s.scalars(select(Technician).where(Technician.connection_id == connection_id))}
-    for t in techs:
-        row = existing.get(t.st_user_id)
-        if row is None:
-            row = Technician(connection_id=connection_id, st_user_id=t.st_user_id)
-            s.add(row)
-        row.name, row.employee_id, row.procore_party_id = t.name, t.employee_id, t.party_id
-        row.status, row.problem, row.refreshed_at = TechnicianStatus(t.status), t.problem, now
+    """Upsert the technicians of a connection. Two projects' runs may refresh the same technicians at once, so
+    this is one INSERT ... ON CONFLICT DO UPDATE, never a read followed by an insert."""
+    if not techs:
+        return
+    rows = [
+        {"connection_id": connection_id, "st_user_id": t.st_user_id, "name": t.name, "employee_id": t.employee_id,
+         "procore_party_id": t.party_id, "status": TechnicianStatus(t.status), "problem": t.problem,
+         "refreshed_at": now}
+        for t in techs
+    ]
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Technician).values(rows)
+    s.execute(stmt.on_conflict_do_update(
+        index_elements=["connection_id", "st_user_id"],
+        set_={k: stmt.excluded[k] for k in ("name", "employee_id", "procore_party_id", "status", "problem",
+                                             "refreshed_at")},
+    ))
 
 
 def _selected(planned: list[PlannedRow], selection: Selection, punches: Sequence[Punch]) -> list[PlannedRow]:
