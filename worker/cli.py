@@ -565,9 +565,8 @@ def _progress(stage: str, done: int, total: int) -> None:
         click.echo(f"\r{stage}: {done}/{total}" if total else f"\r{stage}: {done}", err=True, nl=False)
 
 
-def _run_now(s_factory_link: tuple[int, Period], trigger: RunTrigger, *, dry_run: bool = False,
+def _run_now(link_id: int, window: Period, trigger: RunTrigger, *, dry_run: bool = False,
              selection: Selection | None = None) -> RunOutcome:
-    link_id, window = s_factory_link
     now = datetime.now(UTC)
     with session_scope() as s:
         link = s.get(ProjectLink, link_id)
@@ -608,7 +607,7 @@ def sync(project_id: int, start: str | None, end: str | None, dry_run: bool, enq
         emit({"run_id": run_id, "status": "queued"}, as_json,
              lambda: click.echo(f"run {run_id} queued for project {project_id} ({window.start} to {window.end})"))
         return
-    outcome = _run_now((link_id, window), RunTrigger.cli, dry_run=dry_run)
+    outcome = _run_now(link_id, window, RunTrigger.cli, dry_run=dry_run)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status not in (RunStatus.succeeded,):
         sys.exit(1)
@@ -660,7 +659,7 @@ def events(project_id: int, start: str | None, end: str | None, as_json: bool) -
     with session_scope() as s:
         link = find_link(s, project_id)
         window, link_id = _window(link, start, end, now), link.id
-    outcome = _run_now((link_id, window), RunTrigger.cli, dry_run=True)
+    outcome = _run_now(link_id, window, RunTrigger.cli, dry_run=True)
     if outcome.report is not None:
         outcome.report.preview = [
             p for p in outcome.report.preview if p.get("date") and window.start <= date.fromisoformat(p["date"])
@@ -687,7 +686,7 @@ def sync_events(project_id: int, event_ids: tuple[int, ...], cost_code_id: int, 
         window = _window(link, start, end, now)
         link_id = link.id
     selection = Selection(frozenset(event_ids), cost_code_id, line_item_type_id)
-    outcome = _run_now((link_id, window), RunTrigger.manual, selection=selection)
+    outcome = _run_now(link_id, window, RunTrigger.manual, selection=selection)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
@@ -771,7 +770,7 @@ def retry(project_id: int, as_json: bool) -> None:
         dates = [r.work_date for r in rows if r.work_date] or [now.date()]
         window = Period(min(dates), max(dates))
         link_id = link.id
-    outcome = _run_now((link_id, window), RunTrigger.retry)
+    outcome = _run_now(link_id, window, RunTrigger.retry)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)

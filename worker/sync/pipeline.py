@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -220,7 +220,8 @@ class SyncPipeline:
         actions = self._decide(by_key, rows, manual=selection is not None)
 
         if dry_run:
-            report.preview = [self._preview(by_key.get(a.source_key), rows.get(a.source_key), a, ctx) for a in actions]
+            report.preview = [preview_row(by_key.get(a.source_key), rows.get(a.source_key), a.kind.value, a.reason, ctx)
+                              for a in actions]
             self._count_dry(report, actions, by_key, window)
             return report
 
@@ -368,7 +369,7 @@ class SyncPipeline:
         reconcile = [rows[a.source_key] for a in by_kind.pop(ActionKind.reconcile, [])]
         if reconcile:
             found = self._reconcile(reconcile)
-            again = {k: v for k, v in rows.items() if k in {r.source_key for r in reconcile}}
+            again = {r.source_key: r for r in reconcile}
             for row in again.values():
                 row.status, row.procore_entry_id, row.approval_status = found.get(
                     row.id, (LedgerStatus.deleted, None, None)
@@ -381,10 +382,11 @@ class SyncPipeline:
                 by_kind.setdefault(action.kind, []).append(action)
             # Absent from Procore and no longer planned in this scope: send the payload that was claimed.
             stale = [row for key, row in again.items() if key not in planned and row.status == LedgerStatus.deleted]
-            self._repost_stale(stale, report)
+            if stale:
+                self._post_all([r.id for r in stale], report)
 
         report.unchanged += len(by_kind.get(ActionKind.unchanged, []))
-        self._record_unchanged(by_kind.get(ActionKind.unchanged, []), planned, rows)
+        self._record_unchanged(by_kind.get(ActionKind.unchanged, []), rows)
         self._record_skips(by_kind.get(ActionKind.skip, []), planned, rows, report)
         self._retire(by_kind.get(ActionKind.retire, []), rows, report)
 
@@ -550,10 +552,6 @@ class SyncPipeline:
         self.log.info("sync.reconciled", looked_up=len(candidates), found=len(found))
         return found
 
-    def _repost_stale(self, stale: list[LedgerEntry], report: RunReport) -> None:
-        if stale:
-            self._post_all([r.id for r in stale], report)
-
     def _approved_now(self, rows: list[LedgerEntry]) -> set[int]:
         """Which of these Procore entries are approved right now (read back, P-6)."""
         with_ids = [r for r in rows if r.procore_entry_id and r.work_date and r.party_id]
@@ -624,9 +622,7 @@ class SyncPipeline:
             self._set(row.id, LedgerStatus.needs_review, "changed_after_approval", detail, fill=None)
             report.needs_review += 1
 
-    def _record_unchanged(
-        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry]
-    ) -> None:
+    def _record_unchanged(self, actions: list[Action], rows: dict[str, LedgerEntry]) -> None:
         resolved = [a for a in actions if a.reason == "resolved" and rows.get(a.source_key) is not None]
         for action in resolved:
             self._set(rows[action.source_key].id, LedgerStatus.posted, None, "source matches Procore again", fill=None)
@@ -720,8 +716,8 @@ class SyncPipeline:
 
     def _count_status(self, status: LedgerStatus) -> int:
         with session_scope(self.database_url) as s:
-            return len(s.scalars(select(LedgerEntry.id).where(
-                LedgerEntry.project_link_id == self.link_id, LedgerEntry.status == status)).all())
+            return s.scalar(select(func.count()).select_from(LedgerEntry).where(
+                LedgerEntry.project_link_id == self.link_id, LedgerEntry.status == status)) or 0
 
     # ------------------------------------------------------------------ dry run
 
@@ -746,11 +742,6 @@ class SyncPipeline:
                 report.retired += 1
             elif action.kind == ActionKind.unchanged:
                 report.unchanged += 1
-
-    def _preview(
-        self, p: PlannedRow | None, row: LedgerEntry | None, action: Action, ctx: ProjectContext
-    ) -> dict[str, Any]:
-        return preview_row(p, row, action.kind.value, action.reason, ctx)
 
 
 # ---------------------------------------------------------------------- helpers used by the CLI too
