@@ -289,7 +289,9 @@ class ClockEvent(Base):
     st_updated: Mapped[int | None] = mapped_column(BigInteger)
     deleted_at: Mapped[datetime | None] = mapped_column(doc="when it stopped being listed")
     first_seen_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
-    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    changed_at: Mapped[datetime] = mapped_column(
+        server_default=func.current_timestamp(), doc="when ServiceTrade last changed it, as stsync read it"
+    )
 
 
 class LedgerEntry(Base):

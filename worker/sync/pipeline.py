@@ -8,14 +8,14 @@ up in Procore (P-6) before it is ever sent again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, Table, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -54,6 +54,14 @@ log = structlog.get_logger("stsync.sync")
 BULK_CHUNK = 100
 RECONCILE_ROUNDS = 3
 OPEN_STATUSES = (LedgerStatus.pending, LedgerStatus.unknown)
+ID_LOOKUP_SLICE = 1000  # source keys per IN (...) when reading back the ids of inserted rows
+# What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
+EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")
+# The ledger columns a POST, its outcome and a reconciliation need (rows of these, not ORM objects).
+SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, LedgerEntry.payload,
+            LedgerEntry.hours, LedgerEntry.status, LedgerEntry.work_date, LedgerEntry.party_id)
+Sendable = Row[tuple[int, str, str | None, dict[str, Any] | None, Decimal | None, LedgerStatus, date | None,
+                     int | None]]
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class SyncPipeline:
         self.progress = progress or _no_progress
         self.chunk_size = chunk_size
         self.log = log.bind(link_id=link_id, run_id=run_id)
+        self.connection_id = 0  # read from the link when the run starts
 
     # ------------------------------------------------------------------ entry point
 
@@ -174,6 +183,7 @@ class SyncPipeline:
             rules = [rule_from_model(r) for r in link.rules]
             job_id, job_number, lookback = link.st_job_id, link.st_job_number, link.lookback_days
             split_mode, project_id, connection_id = link.split_mode.value, link.procore_project_id, link.connection_id
+        self.connection_id = connection_id
 
         # Step 2: refresh what the run needs, once.
         ctx, project, _codes = load_project_context(
@@ -282,24 +292,22 @@ class SyncPipeline:
         return punches
 
     def _upsert_events(self, batch: list[dict[str, Any]]) -> None:
+        """One INSERT ... ON CONFLICT DO UPDATE per batch. An event already stored is rewritten only when
+        ServiceTrade changed it (or it had vanished and is back): a look-back re-reads weeks of unchanged punches
+        on every run, and rewriting them would be most of a run's cost."""
+        table = ClockEvent.__table__
         with session_scope(self.database_url) as s:
-            existing = {
-                e.st_event_id: e
-                for e in s.scalars(
-                    select(ClockEvent).where(
-                        ClockEvent.project_link_id == self.link_id,
-                        ClockEvent.st_event_id.in_([b["st_event_id"] for b in batch]),
-                    )
-                )
-            }
-            for values in batch:
-                row = existing.get(values["st_event_id"])
-                if row is None:
-                    s.add(ClockEvent(**values, first_seen_at=self.now))
-                else:
-                    for k, v in values.items():
-                        setattr(row, k, v)
-                    row.deleted_at = None
+            stmt = dialect_insert(s, table)
+            changed = [table.c[k].is_distinct_from(stmt.excluded[k]) for k in EVENT_FIELDS]
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["project_link_id", "st_event_id"],
+                    set_={**{k: stmt.excluded[k] for k in EVENT_FIELDS}, "changed_at": stmt.excluded.changed_at,
+                          "deleted_at": None},
+                    where=or_(*changed, table.c.deleted_at.is_not(None)),
+                ),
+                batch,
+            )
 
     def _mark_vanished(self, seen: set[int], start: datetime, end: datetime) -> None:
         with session_scope(self.database_url) as s:
@@ -429,40 +437,47 @@ class SyncPipeline:
         self._post_all(claimed, report)
 
     def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[int]:
-        """Step 10: write the rows as `pending` and commit before anything is sent."""
+        """Step 10: write the rows as `pending` and commit before anything is sent. New rows get their ids (the
+        origin_id Procore will store) from one INSERT ... RETURNING; rows claimed again are updated by id."""
+        claim = {"status": LedgerStatus.pending, "reason": None, "detail": None, "claimed_at": self.now,
+                 "last_run_id": self.run_id}
+        fresh, again, previous = [], [], {}
+        for p in creates:
+            existing = rows.get(p.source_key)
+            values = {**_planned_values(p), **claim}
+            if existing is None:
+                fresh.append({**values, **self._new_row(p.source_key), "attempts": 1, "manual": manual})
+            else:
+                previous[p.source_key] = existing.status
+                again.append({**values, "id": existing.id, "attempts": (existing.attempts or 0) + 1,
+                              "manual": manual or existing.manual})
         with session_scope(self.database_url) as s:
-            connection_id = self._connection_id(s)
-            loaded = self._load(s, [rows[p.source_key].id for p in creates if p.source_key in rows])
-            claimed: list[tuple[LedgerEntry, LedgerStatus | None]] = []
-            for p in creates:
-                existing = rows.get(p.source_key)
-                row = loaded.get(existing.id) if existing is not None else None
-                previous = row.status if row is not None else None
-                if row is None:
-                    row = LedgerEntry(connection_id=connection_id, project_link_id=self.link_id,
-                                      source_key=p.source_key, status=LedgerStatus.pending, attempts=0)
-                    s.add(row)
-                _fill(row, p)
-                row.manual = manual or row.manual
-                row.status = LedgerStatus.pending
-                row.reason = None
-                row.detail = None
-                row.attempts = (row.attempts or 0) + 1
-                row.claimed_at = self.now
-                row.last_run_id = self.run_id
-                claimed.append((row, previous))
-            s.flush()  # one round of inserts gives every new row its id, the origin_id Procore will store
-            s.add_all(self._history(row.id, previous, LedgerStatus.pending, None, "claimed for posting")
-                      for row, previous in claimed)
-            ids = [row.id for row, _ in claimed]
-        self.progress("claimed", len(ids), len(ids))
-        return ids
+            ids = {key: rows[key].id for key in previous}
+            ids.update(self._insert_rows(s, fresh))
+            if again:
+                s.execute(update(LedgerEntry), again)
+            self._add_history(s, [(ids[p.source_key], previous.get(p.source_key), LedgerStatus.pending, None,
+                                   "claimed for posting") for p in creates])
+        claimed = [ids[p.source_key] for p in creates]
+        self.progress("claimed", len(claimed), len(claimed))
+        return claimed
 
-    @staticmethod
-    def _load(s: Session, ids: list[int]) -> dict[int, LedgerEntry]:
-        if not ids:
+    def _new_row(self, source_key: str) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "project_link_id": self.link_id, "source_key": source_key}
+
+    def _insert_rows(self, s: Session, values: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert new ledger rows; their ids by source key. An executemany INSERT and a SELECT of the ids by the
+        unique (connection, source key) are several times cheaper than INSERT ... RETURNING, whose one huge
+        multi-row statement the driver spends most of its time parsing."""
+        if not values:
             return {}
-        return {r.id: r for r in s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_(ids)))}
+        s.execute(insert(LedgerEntry.__table__), values)
+        ids: dict[str, int] = {}
+        for start in range(0, len(values), ID_LOOKUP_SLICE):
+            keys = [v["source_key"] for v in values[start : start + ID_LOOKUP_SLICE]]
+            ids.update(s.execute(select(LedgerEntry.source_key, LedgerEntry.id).where(
+                LedgerEntry.connection_id == self.connection_id, LedgerEntry.source_key.in_(keys))).tuples().all())
+        return ids
 
     def _post_all(self, ids: list[int], report: RunReport) -> None:
         pending_unknown: list[int] = []
@@ -473,9 +488,7 @@ class SyncPipeline:
         for _ in range(RECONCILE_ROUNDS):
             if not pending_unknown:
                 return
-            with session_scope(self.database_url) as s:
-                unknown_rows = list(s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_(pending_unknown))))
-                s.expunge_all()
+            unknown_rows = self._sendable(pending_unknown)
             found = self._reconcile(unknown_rows)
             resend = [r.id for r in unknown_rows if r.id not in found]
             pending_unknown = []
@@ -484,10 +497,8 @@ class SyncPipeline:
 
     def _post_chunk(self, ids: list[int], report: RunReport) -> list[int]:
         """POST one bulk chunk. Returns the ids whose outcome is unknown."""
-        with session_scope(self.database_url) as s:
-            rows = list(s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_(ids)).order_by(LedgerEntry.id)))
-            entries = [_entry_for_post(r) for r in rows]
-            s.expunge_all()
+        rows = self._sendable(ids)
+        entries = [_entry_for_post(r) for r in rows]
         report.procore_writes += 1
         try:
             created = self.procore.bulk_create_entries(entries)
@@ -506,7 +517,12 @@ class SyncPipeline:
         self._mark_posted(list(zip(rows, created, strict=True)), report)
         return []
 
-    def _handle_rejection(self, rows: list[LedgerEntry], exc: ValidationFailed, report: RunReport) -> list[int]:
+    def _sendable(self, ids: list[int]) -> list[Sendable]:
+        """The columns a POST, its outcome and a reconciliation need, in id order."""
+        with session_scope(self.database_url) as s:
+            return list(s.execute(select(*SENDABLE).where(LedgerEntry.id.in_(ids)).order_by(LedgerEntry.id)))
+
+    def _handle_rejection(self, rows: list[Sendable], exc: ValidationFailed, report: RunReport) -> list[int]:
         index_errors = getattr(exc, "index_errors", None) or {}
         index_errors = {i: e for i, e in index_errors.items() if 0 <= i < len(rows)}
         if len(rows) == 1:
@@ -630,34 +646,38 @@ class SyncPipeline:
     def _record_skips(
         self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry], report: RunReport
     ) -> None:
-        if not actions:
+        """Skipped rows are re-evaluated every run, but written only when new or when something about them
+        changed; a status change gets a history row."""
+        fresh: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        history: list[tuple[str, LedgerStatus | None, str, str | None]] = []
+        for action in actions:
+            p = planned[action.source_key]
+            reason = p.skip_reason.value if p.skip_reason else "skipped"
+            report.skipped[reason] += 1
+            values = {**_planned_values(p), "status": LedgerStatus.skipped, "reason": reason, "detail": p.detail}
+            existing = rows.get(action.source_key)
+            if existing is None:
+                fresh.append({**values, **self._new_row(p.source_key), "attempts": 0, "manual": False,
+                              "last_run_id": self.run_id})
+                history.append((p.source_key, None, reason, p.detail))
+                continue
+            if all(getattr(existing, k) == v for k, v in values.items()):
+                continue
+            moved = existing.status != LedgerStatus.skipped or existing.reason != reason or existing.detail != p.detail
+            if moved:
+                history.append((p.source_key, existing.status, reason, p.detail))
+            changed.append({**values, "id": existing.id,
+                            "last_run_id": self.run_id if moved else existing.last_run_id})
+        if not (fresh or changed):
             return
         with session_scope(self.database_url) as s:
-            connection_id = self._connection_id(s)
-            loaded = self._load(s, [rows[a.source_key].id for a in actions if a.source_key in rows])
-            changes: list[tuple[LedgerEntry, str | None, str, str | None]] = []
-            for action in actions:
-                p = planned[action.source_key]
-                reason = p.skip_reason.value if p.skip_reason else "skipped"
-                report.skipped[reason] += 1
-                existing = rows.get(action.source_key)
-                row = loaded.get(existing.id) if existing is not None else None
-                if row is None:
-                    row = LedgerEntry(connection_id=connection_id, project_link_id=self.link_id,
-                                      source_key=p.source_key, status=LedgerStatus.skipped, attempts=0)
-                    s.add(row)
-                    _fill(row, p)
-                    row.reason, row.detail, row.last_run_id = reason, p.detail, self.run_id
-                    changes.append((row, None, reason, p.detail))
-                    continue
-                changed = row.status != LedgerStatus.skipped or row.reason != reason or row.detail != p.detail
-                _fill(row, p)
-                if changed:
-                    changes.append((row, row.status, reason, p.detail))
-                    row.status, row.reason, row.detail, row.last_run_id = LedgerStatus.skipped, reason, p.detail, self.run_id
-            s.flush()
-            s.add_all(self._history(row.id, old, LedgerStatus.skipped, reason, detail)
-                      for row, old, reason, detail in changes)
+            ids = {key: row.id for key, row in rows.items()}
+            ids.update(self._insert_rows(s, fresh))
+            if changed:
+                s.execute(update(LedgerEntry), changed)
+            self._add_history(s, [(ids[key], old, LedgerStatus.skipped, reason, detail)
+                                  for key, old, reason, detail in history])
 
     def _retire(self, actions: list[Action], rows: dict[str, LedgerEntry], report: RunReport) -> None:
         for action in actions:
@@ -667,25 +687,24 @@ class SyncPipeline:
 
     # ------------------------------------------------------------------ small writers
 
-    def _mark_posted(self, pairs: list[tuple[LedgerEntry, dict[str, Any]]], report: RunReport) -> None:
+    def _mark_posted(self, pairs: list[tuple[Sendable, dict[str, Any]]], report: RunReport) -> None:
         with session_scope(self.database_url) as s:
-            by_id = {r.id: r for r in s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_([p[0].id for p in pairs])))}
-            for sent, entry in pairs:
-                row = by_id[sent.id]
-                s.add(self._history(row.id, row.status, LedgerStatus.posted, None, f"Procore entry {entry.get('id')}"))
-                row.status = LedgerStatus.posted
-                row.procore_entry_id = int(entry["id"])
-                row.approval_status = entry.get("approval_status")
-                row.posted_at = self.now
-                row.reason = row.detail = None
-                report.posted += 1
-                report.hours += row.hours or Decimal("0")
+            s.execute(update(LedgerEntry), [
+                {"id": sent.id, "status": LedgerStatus.posted, "procore_entry_id": int(entry["id"]),
+                 "approval_status": entry.get("approval_status"), "posted_at": self.now, "reason": None,
+                 "detail": None}
+                for sent, entry in pairs
+            ])
+            self._add_history(s, [(sent.id, sent.status, LedgerStatus.posted, None, f"Procore entry {entry['id']}")
+                                  for sent, entry in pairs])
+        report.posted += len(pairs)
+        report.hours += sum((sent.hours or Decimal("0") for sent, _ in pairs), Decimal("0"))
 
-    def _mark(self, rows: Iterable[LedgerEntry], status: LedgerStatus, reason: str, detail: str) -> None:
+    def _mark(self, rows: Sequence[Sendable], status: LedgerStatus, reason: str, detail: str) -> None:
         with session_scope(self.database_url) as s:
-            for row in s.scalars(select(LedgerEntry).where(LedgerEntry.id.in_([r.id for r in rows]))):
-                s.add(self._history(row.id, row.status, status, reason, detail))
-                row.status, row.reason, row.detail = status, reason, detail[:2000]
+            s.execute(update(LedgerEntry).where(LedgerEntry.id.in_([r.id for r in rows]))
+                      .values(status=status, reason=reason, detail=detail[:2000]))
+            self._add_history(s, [(r.id, r.status, status, reason, detail) for r in rows])
 
     def _set(
         self, row_id: int, status: LedgerStatus, reason: str | None, detail: str | None, *,
@@ -704,15 +723,19 @@ class SyncPipeline:
     def _history(
         self, row_id: int, old: LedgerStatus | str | None, new: LedgerStatus, reason: str | None, detail: str | None
     ) -> LedgerHistory:
-        return LedgerHistory(
-            ledger_entry_id=row_id, run_id=self.run_id, from_status=str(old) if old is not None else None,
-            to_status=str(new), reason=reason, detail=detail, at=self.now,
-        )
+        return LedgerHistory(**self._history_values(row_id, old, new, reason, detail))
 
-    def _connection_id(self, s: Session) -> int:
-        link = s.get(ProjectLink, self.link_id)
-        assert link is not None
-        return link.connection_id
+    def _history_values(
+        self, row_id: int, old: LedgerStatus | str | None, new: LedgerStatus, reason: str | None, detail: str | None
+    ) -> dict[str, Any]:
+        return {"ledger_entry_id": row_id, "run_id": self.run_id, "from_status": str(old) if old is not None else None,
+                "to_status": str(new), "reason": reason, "detail": detail, "at": self.now}
+
+    def _add_history(self, s: Session, changes: list[tuple[int, LedgerStatus | str | None, LedgerStatus,
+                                                          str | None, str | None]]) -> None:
+        """History rows of many status changes, in one INSERT."""
+        if changes:
+            s.execute(insert(LedgerHistory), [self._history_values(*change) for change in changes])
 
     def _count_status(self, status: LedgerStatus) -> int:
         with session_scope(self.database_url) as s:
@@ -814,14 +837,17 @@ def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTe
          "refreshed_at": now}
         for t in techs
     ]
-    dialect = s.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Technician).values(rows)
+    stmt = dialect_insert(s, Technician.__table__).values(rows)
     s.execute(stmt.on_conflict_do_update(
         index_elements=["connection_id", "st_user_id"],
         set_={k: stmt.excluded[k] for k in ("name", "employee_id", "procore_party_id", "status", "problem",
                                              "refreshed_at")},
     ))
+
+
+def dialect_insert(s: Session, table: Table) -> Any:
+    """INSERT with ON CONFLICT for the session's database (PostgreSQL, or SQLite in the demo)."""
+    return (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def _selected(planned: list[PlannedRow], selection: Selection, punches: Sequence[Punch]) -> list[PlannedRow]:
@@ -839,31 +865,39 @@ def _selected(planned: list[PlannedRow], selection: Selection, punches: Sequence
 
 
 def _fill(row: LedgerEntry, p: PlannedRow) -> None:
-    row.clock_in_event_id = p.clock_in_event_id
-    row.clock_out_event_id = p.clock_out_event_id
-    row.st_user_id = p.st_user_id
-    row.technician_name = p.technician_name
-    row.activity = p.activity
-    row.work_date = p.work_date
-    row.actual_start = p.actual_start or p.first_punch_at
-    row.actual_end = p.actual_end
-    row.rounded_start, row.rounded_end = p.rounded_start, p.rounded_end
-    row.piece_start, row.piece_end = p.piece_start, p.piece_end
-    row.hours = p.hours
-    row.party_id = p.party_id
+    for column, value in _planned_values(p).items():
+        setattr(row, column, value)
+
+
+def _planned_values(p: PlannedRow) -> dict[str, Any]:
+    """The ledger columns a planned row sets. Without a rule or a payload (a skipped row), the row keeps what
+    it had: the cost code and payload of an entry that was posted stay on record."""
+    values: dict[str, Any] = {
+        "clock_in_event_id": p.clock_in_event_id,
+        "clock_out_event_id": p.clock_out_event_id,
+        "st_user_id": p.st_user_id,
+        "technician_name": p.technician_name,
+        "activity": p.activity,
+        "work_date": p.work_date,
+        "actual_start": p.actual_start or p.first_punch_at,
+        "actual_end": p.actual_end,
+        "rounded_start": p.rounded_start,
+        "rounded_end": p.rounded_end,
+        "piece_start": p.piece_start,
+        "piece_end": p.piece_end,
+        "hours": p.hours,
+        "party_id": p.party_id,
+    }
     if p.rule is not None:
-        row.cost_code_id = p.rule.cost_code_id
-        row.line_item_type_id = p.rule.line_item_type_id
-        row.timecard_time_type_id = p.rule.timecard_time_type_id
-        row.billable = p.rule.billable
-        row.rule_id = p.rule.id or None
+        values.update(cost_code_id=p.rule.cost_code_id, line_item_type_id=p.rule.line_item_type_id,
+                      timecard_time_type_id=p.rule.timecard_time_type_id, billable=p.rule.billable,
+                      rule_id=p.rule.id or None)
     if p.payload is not None:
-        row.payload = p.payload
-        row.description = p.payload.get("description")
-        row.content_hash = p.content_hash
+        values.update(payload=p.payload, description=p.payload.get("description"), content_hash=p.content_hash)
+    return values
 
 
-def _entry_for_post(row: LedgerEntry) -> dict[str, Any]:
+def _entry_for_post(row: Sendable) -> dict[str, Any]:
     entry = dict(row.payload or {})
     entry["origin_id"] = row.id
     entry["origin_data"] = f"{row.source_key}|{row.content_hash}"
@@ -898,6 +932,7 @@ def _event_row(link_id: int, punch: Punch, raw: dict[str, Any], now: datetime) -
         "event_time": punch.at,
         "source": str(raw.get("source"))[:20] if raw.get("source") is not None else None,
         "st_updated": raw.get("updated") if isinstance(raw.get("updated"), int) else None,
-        "last_seen_at": now,
+        "first_seen_at": now,
+        "changed_at": now,
     }
 
