@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from worker.settings import reset_settings
+from worker.sync.context import forget_company_reference
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -31,6 +32,15 @@ def _test_environment() -> Iterator[None]:
     os.environ.clear()
     os.environ.update(saved)
     reset_settings()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_company_reference() -> Iterator[None]:
+    """A worker reuses a company's Procore settings for a minute; each test's emulator world is a new company
+    under the same id, so no test sees what an earlier one read."""
+    forget_company_reference()
+    yield
+    forget_company_reference()
 
 
 def _require(what: str, check) -> None:  # noqa: ANN001

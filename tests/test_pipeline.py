@@ -288,3 +288,68 @@ def test_dry_run_changes_nothing(stsync, emulator) -> None:  # noqa: ANN001
     assert write_calls(emulator.admin.requests()) == 0
     assert ledger() == []
     assert {"actual_start", "rounded_start", "hours", "action"} <= set(result["report"]["preview"][0])
+
+
+def _reads(emulator, route_end: str) -> int:  # noqa: ANN001
+    return sum(r["count"] for r in emulator.admin.requests()["by_route"]
+               if r["service"] == "procore" and r["method"] == "GET" and r["route"].endswith(route_end))
+
+
+def test_a_batch_of_projects_reads_company_settings_once_and_people_every_run(stsync, emulator) -> None:  # noqa: ANN001
+    pids = stsync.h["project_ids"][:2]
+    for pid in pids:
+        stsync.link(pid)
+        stsync.add_default_rule(pid)
+    emulator.admin.reset_requests()
+    for pid in pids:
+        assert stsync.sync(pid, START, END)["status"] == "succeeded"
+    assert _reads(emulator, "/company_configuration") == 1
+    assert _reads(emulator, "/rounding_configuration") == 1
+    assert _reads(emulator, "/line_item_types") == 1
+    assert _reads(emulator, "/people") == 2  # Employee IDs fixed in Procore show in the very next run
+    assert _reads(emulator, "/cost_codes") == 2  # per project
+
+
+def test_company_settings_are_read_again_when_the_cache_is_off(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+    from worker.settings import reset_settings
+
+    pid = first_project(stsync)
+    before = stsync.sync(pid, START, END, "--dry-run")["report"]["preview"]
+    assert any(row["rounded_start"][-1] == "5" for row in before if row["action"] == "create")  # nearest 15
+    monkeypatch.setenv("PROCORE_COMPANY_CACHE_S", "0")
+    reset_settings()
+    emulator.admin.patch_company(stsync.h["procore_company_id"],
+                                 rounding_configuration={"rule": "up", "time_increment": 10})
+    emulator.admin.reset_requests()
+    report = stsync.sync(pid, START, END, "--dry-run")
+    assert _reads(emulator, "/rounding_configuration") == 1
+    rounded = [row for row in report["report"]["preview"] if row["action"] == "create"]
+    assert rounded and all(row["rounded_start"][-1] == "0" for row in rounded)
+
+
+def test_company_reference_is_reused_within_its_age_and_read_again_after() -> None:
+    from worker.sync.context import company_reference
+
+    class Procore:
+        company_id = 7
+        api = type("Api", (), {"base_url": "http://procore.test"})()
+        reads = 0
+
+        def company_configuration(self):  # noqa: ANN202
+            Procore.reads += 1
+            return {"projects_timecard_in_out_enabled": []}
+
+        def line_item_types(self):  # noqa: ANN202
+            return [{"id": 1, "base_type": "labor"}]
+
+        def rounding_configuration(self):  # noqa: ANN202
+            return None
+
+    now = [100.0]
+    read = lambda: company_reference(Procore(), max_age_s=60, clock=lambda: now[0])  # noqa: E731
+    first = read()
+    now[0] += 59
+    assert read() is first and Procore.reads == 1
+    now[0] += 2
+    assert read() is not first and Procore.reads == 2
+    assert company_reference(Procore(), max_age_s=0).configuration and Procore.reads == 3

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     sync_soft_time_limit_s: int = 1500
     sync_hard_time_limit_s: int = 1800
     default_lookback_days: int = 14
+    procore_company_cache_s: float = Field(
+        default=60.0, ge=0,
+        description="how long a worker reuses a company's configuration, cost types and rounding rule (0: never)",
+    )
     flower_basic_auth: SecretStr | None = None
     dispatch_interval_s: float = Field(default=60.0, description="how often beat runs the dispatcher")
 

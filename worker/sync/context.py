@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,18 +66,58 @@ def timesheets_active(tools: Iterable[Mapping[str, Any]]) -> bool:
     return any(t.get("title") == TIMESHEETS_TOOL_TITLE and t.get("is_active") for t in tools)
 
 
+@dataclass(frozen=True)
+class CompanyReference:
+    """The company-wide Procore settings a run needs: the same for every project of the company."""
+
+    configuration: dict[str, Any]
+    line_item_types: list[dict[str, Any]]
+    rounding: dict[str, Any] | None
+
+
+_company_cache: dict[tuple[str, int], tuple[float, CompanyReference]] = {}
+_company_cache_guard = threading.Lock()
+
+
+def company_reference(
+    procore: ProcoreClient, *, max_age_s: float, clock: Callable[[], float] = time.monotonic
+) -> CompanyReference:
+    """Company configuration, cost types and rounding rule, read at most once per `max_age_s` per company in
+    this process. The dispatcher starts every due project of a company in the same minute, and a worker takes
+    them one after the next: without this, each of those runs reads the same three objects again. The people
+    (Employee IDs) and everything per project are read by every run, so a fix there shows in the next run."""
+    key = (procore.api.base_url, procore.company_id)
+    now = clock()
+    with _company_cache_guard:
+        hit = _company_cache.get(key)
+    if hit is not None and now - hit[0] < max_age_s:
+        return hit[1]
+    ref = CompanyReference(procore.company_configuration(), list(procore.line_item_types()),
+                           procore.rounding_configuration())
+    if max_age_s > 0:
+        with _company_cache_guard:
+            _company_cache[key] = (now, ref)
+    return ref
+
+
+def forget_company_reference() -> None:
+    """Drop what company_reference holds (tests that change a company's settings in the emulator)."""
+    with _company_cache_guard:
+        _company_cache.clear()
+
+
 def load_project_context(
-    procore: ProcoreClient, project_id: int, *, split_mode: str, job_number: int | None
+    procore: ProcoreClient, project_id: int, *, split_mode: str, job_number: int | None, company_max_age_s: float = 0
 ) -> tuple[ProjectContext, dict[str, Any], LaborCodes]:
     project = procore.get_project(project_id)
-    config = procore.company_configuration()
-    in_out = {int(p) for p in config.get("projects_timecard_in_out_enabled") or []}
-    codes = labor_codes(procore.cost_codes(project_id), procore.line_item_types())
+    company = company_reference(procore, max_age_s=company_max_age_s)
+    in_out = {int(p) for p in company.configuration.get("projects_timecard_in_out_enabled") or []}
+    codes = labor_codes(procore.cost_codes(project_id), company.line_item_types)
     ctx = ProjectContext(
         procore_project_id=project_id,
         tz=project_zone(project),
         start_stop=project_id in in_out,
-        rounding=rounding_rule(procore.rounding_configuration()),
+        rounding=rounding_rule(company.rounding),
         split_mode=split_mode,
         labor_cost_code_ids=frozenset(codes.usable),
         labor_line_item_type_ids=frozenset(codes.labor_line_item_types),

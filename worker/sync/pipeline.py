@@ -12,10 +12,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import Row, Table, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -41,7 +55,9 @@ from worker.models import (
     ProjectLink,
     Technician,
     TechnicianStatus,
+    UtcDateTime,
 )
+from worker.settings import get_settings
 from worker.sync.context import ResolvedTechnician, fetch_technicians, load_project_context
 from worker.sync.diff import Action, ActionKind, Desired, LedgerView, diff
 from worker.sync.events import EventProblem, punch_from_event
@@ -60,8 +76,20 @@ EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type"
 # The ledger columns a POST, its outcome and a reconciliation need (rows of these, not ORM objects).
 SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, LedgerEntry.payload,
             LedgerEntry.hours, LedgerEntry.status, LedgerEntry.work_date, LedgerEntry.party_id)
-Sendable = Row[tuple[int, str, str | None, dict[str, Any] | None, Decimal | None, LedgerStatus, date | None,
-                     int | None]]
+
+
+class Sendable(NamedTuple):
+    """What a POST, its outcome and a reconciliation need of a ledger row, as committed."""
+
+    id: int
+    source_key: str
+    content_hash: str | None
+    payload: dict[str, Any] | None
+    hours: Decimal | None
+    status: LedgerStatus
+    work_date: date | None
+    party_id: int | None
+
 
 
 @dataclass(frozen=True)
@@ -187,7 +215,8 @@ class SyncPipeline:
 
         # Step 2: refresh what the run needs, once.
         ctx, project, _codes = load_project_context(
-            self.procore, project_id, split_mode=split_mode, job_number=job_number
+            self.procore, project_id, split_mode=split_mode, job_number=job_number,
+            company_max_age_s=get_settings().procore_company_cache_s,
         )
         technicians = fetch_technicians(self.st, self.procore)
         report = RunReport(
@@ -264,6 +293,7 @@ class SyncPipeline:
         punches: list[Punch] = []
         seen: set[int] = set()
         batch: list[dict[str, Any]] = []
+        stored = self._stored_events(start, end) if persist else {}
         events = self.st.clock_events(job_id=job_id, start_time=int(start.timestamp()), end_time=int(end.timestamp()))
         for n, raw in enumerate(events, start=1):
             try:
@@ -279,7 +309,9 @@ class SyncPipeline:
             seen.add(punch.id)
             punches.append(punch)
             if persist:
-                batch.append(_event_row(self.link_id, punch, raw, self.now))
+                row = _event_row(self.link_id, punch, raw, self.now)
+                if stored.get(punch.id) != tuple(row[k] for k in EVENT_FIELDS):  # new, changed or back
+                    batch.append(row)
                 if len(batch) >= 500:
                     self._upsert_events(batch)
                     batch = []
@@ -288,13 +320,26 @@ class SyncPipeline:
         if persist:
             if batch:
                 self._upsert_events(batch)
-            self._mark_vanished(seen, start, end)
+            self._mark_vanished([event_id for event_id in stored if event_id not in seen])
         return punches
 
+    def _stored_events(self, start: datetime, end: datetime) -> dict[int, tuple[Any, ...]]:
+        """The listed events stored for the read range, by ServiceTrade id: what a re-read is compared with."""
+        with session_scope(self.database_url) as s:
+            rows = s.execute(
+                select(ClockEvent.st_event_id, *(getattr(ClockEvent, k) for k in EVENT_FIELDS)).where(
+                    ClockEvent.project_link_id == self.link_id,
+                    ClockEvent.event_time >= start,
+                    ClockEvent.event_time <= end,
+                    ClockEvent.deleted_at.is_(None),
+                )
+            )
+            return {row[0]: tuple(row[1:]) for row in rows}
+
     def _upsert_events(self, batch: list[dict[str, Any]]) -> None:
-        """One INSERT ... ON CONFLICT DO UPDATE per batch. An event already stored is rewritten only when
-        ServiceTrade changed it (or it had vanished and is back): a look-back re-reads weeks of unchanged punches
-        on every run, and rewriting them would be most of a run's cost."""
+        """New and changed events, in one INSERT ... ON CONFLICT DO UPDATE per batch. A look-back re-reads weeks
+        of unchanged punches on every run: those are compared in memory and never sent, and the statement
+        itself rewrites a row only when a value differs (an event that moved in time may not have been compared)."""
         table = ClockEvent.__table__
         with session_scope(self.database_url) as s:
             stmt = dialect_insert(s, table)
@@ -309,19 +354,16 @@ class SyncPipeline:
                 batch,
             )
 
-    def _mark_vanished(self, seen: set[int], start: datetime, end: datetime) -> None:
+    def _mark_vanished(self, gone: list[int]) -> None:
+        """Stored events in the read range that ServiceTrade no longer lists."""
+        if not gone:
+            return
         with session_scope(self.database_url) as s:
-            known = s.execute(
-                select(ClockEvent.id, ClockEvent.st_event_id).where(
+            for start in range(0, len(gone), ID_LOOKUP_SLICE):
+                s.execute(update(ClockEvent).where(
                     ClockEvent.project_link_id == self.link_id,
-                    ClockEvent.event_time >= start,
-                    ClockEvent.event_time <= end,
-                    ClockEvent.deleted_at.is_(None),
-                )
-            ).all()
-            gone = [row_id for row_id, ev in known if ev not in seen]
-            if gone:
-                s.execute(update(ClockEvent).where(ClockEvent.id.in_(gone)).values(deleted_at=self.now))
+                    ClockEvent.st_event_id.in_(gone[start : start + ID_LOOKUP_SLICE]),
+                ).values(deleted_at=self.now))
 
     # ------------------------------------------------------------------ step 9
 
@@ -391,7 +433,7 @@ class SyncPipeline:
             # Absent from Procore and no longer planned in this scope: send the payload that was claimed.
             stale = [row for key, row in again.items() if key not in planned and row.status == LedgerStatus.deleted]
             if stale:
-                self._post_all([r.id for r in stale], report)
+                self._post_all(self._sendable([r.id for r in stale]), report)
 
         report.unchanged += len(by_kind.get(ActionKind.unchanged, []))
         self._record_unchanged(by_kind.get(ActionKind.unchanged, []), rows)
@@ -436,7 +478,7 @@ class SyncPipeline:
         claimed = self._claim(creates, rows, manual=manual)
         self._post_all(claimed, report)
 
-    def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[int]:
+    def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[Sendable]:
         """Step 10: write the rows as `pending` and commit before anything is sent. New rows get their ids (the
         origin_id Procore will store) from one INSERT ... RETURNING; rows claimed again are updated by id."""
         claim = {"status": LedgerStatus.pending, "reason": None, "detail": None, "claimed_at": self.now,
@@ -456,9 +498,13 @@ class SyncPipeline:
             ids.update(self._insert_rows(s, fresh))
             if again:
                 s.execute(update(LedgerEntry), again)
-            self._add_history(s, [(ids[p.source_key], previous.get(p.source_key), LedgerStatus.pending, None,
-                                   "claimed for posting") for p in creates])
-        claimed = [ids[p.source_key] for p in creates]
+            by_status: dict[LedgerStatus | None, list[int]] = {}
+            for p in creates:
+                by_status.setdefault(previous.get(p.source_key), []).append(ids[p.source_key])
+            for old, row_ids in by_status.items():
+                self._copy_history(s, row_ids, old, LedgerStatus.pending, None, "claimed for posting")
+        claimed = [Sendable(ids[p.source_key], p.source_key, p.content_hash, p.payload, p.hours, LedgerStatus.pending,
+                            p.work_date, p.party_id) for p in creates]
         self.progress("claimed", len(claimed), len(claimed))
         return claimed
 
@@ -479,25 +525,23 @@ class SyncPipeline:
                 LedgerEntry.connection_id == self.connection_id, LedgerEntry.source_key.in_(keys))).tuples().all())
         return ids
 
-    def _post_all(self, ids: list[int], report: RunReport) -> None:
+    def _post_all(self, rows: list[Sendable], report: RunReport) -> None:
         pending_unknown: list[int] = []
-        for start in range(0, len(ids), self.chunk_size):
-            chunk = ids[start : start + self.chunk_size]
-            pending_unknown.extend(self._post_chunk(chunk, report))
-            self.progress("posted", min(start + self.chunk_size, len(ids)), len(ids))
+        for start in range(0, len(rows), self.chunk_size):
+            pending_unknown.extend(self._post_chunk(rows[start : start + self.chunk_size], report))
+            self.progress("posted", min(start + self.chunk_size, len(rows)), len(rows))
         for _ in range(RECONCILE_ROUNDS):
             if not pending_unknown:
                 return
             unknown_rows = self._sendable(pending_unknown)
             found = self._reconcile(unknown_rows)
-            resend = [r.id for r in unknown_rows if r.id not in found]
+            resend = [r for r in unknown_rows if r.id not in found]
             pending_unknown = []
             for start in range(0, len(resend), self.chunk_size):
                 pending_unknown.extend(self._post_chunk(resend[start : start + self.chunk_size], report))
 
-    def _post_chunk(self, ids: list[int], report: RunReport) -> list[int]:
-        """POST one bulk chunk. Returns the ids whose outcome is unknown."""
-        rows = self._sendable(ids)
+    def _post_chunk(self, rows: list[Sendable], report: RunReport) -> list[int]:
+        """POST one bulk chunk of rows as they were committed. Returns the ids whose outcome is unknown."""
         entries = [_entry_for_post(r) for r in rows]
         report.procore_writes += 1
         try:
@@ -520,7 +564,8 @@ class SyncPipeline:
     def _sendable(self, ids: list[int]) -> list[Sendable]:
         """The columns a POST, its outcome and a reconciliation need, in id order."""
         with session_scope(self.database_url) as s:
-            return list(s.execute(select(*SENDABLE).where(LedgerEntry.id.in_(ids)).order_by(LedgerEntry.id)))
+            return [Sendable(*row) for row in
+                    s.execute(select(*SENDABLE).where(LedgerEntry.id.in_(ids)).order_by(LedgerEntry.id))]
 
     def _handle_rejection(self, rows: list[Sendable], exc: ValidationFailed, report: RunReport) -> list[int]:
         index_errors = getattr(exc, "index_errors", None) or {}
@@ -535,13 +580,11 @@ class SyncPipeline:
             for i, row in zip(sorted(index_errors), bad, strict=True):
                 self._mark([row], LedgerStatus.failed, "procore_rejected", _first_message(index_errors[i]))
             report.failed += len(bad)
-            rest = [r.id for i, r in enumerate(rows) if i not in index_errors]
+            rest = [r for i, r in enumerate(rows) if i not in index_errors]
             return self._post_chunk(rest, report) if rest else []
         # No usable per-index detail: halve the chunk until the bad entries stand alone.
         mid = len(rows) // 2
-        return self._post_chunk([r.id for r in rows[:mid]], report) + self._post_chunk(
-            [r.id for r in rows[mid:]], report
-        )
+        return self._post_chunk(rows[:mid], report) + self._post_chunk(rows[mid:], report)
 
     def _reconcile(self, rows: Sequence[LedgerEntry]) -> dict[int, tuple[LedgerStatus, int, str | None]]:
         """Step 11: look the rows up in Procore by party and date and match `origin_id`. Never post blind."""
@@ -688,15 +731,22 @@ class SyncPipeline:
     # ------------------------------------------------------------------ small writers
 
     def _mark_posted(self, pairs: list[tuple[Sendable, dict[str, Any]]], report: RunReport) -> None:
+        table = LedgerEntry.__table__
+        by_status: dict[LedgerStatus, list[int]] = {}
+        for sent, _ in pairs:
+            by_status.setdefault(sent.status, []).append(sent.id)
         with session_scope(self.database_url) as s:
-            s.execute(update(LedgerEntry), [
-                {"id": sent.id, "status": LedgerStatus.posted, "procore_entry_id": int(entry["id"]),
-                 "approval_status": entry.get("approval_status"), "posted_at": self.now, "reason": None,
-                 "detail": None}
-                for sent, entry in pairs
-            ])
-            self._add_history(s, [(sent.id, sent.status, LedgerStatus.posted, None, f"Procore entry {entry['id']}")
-                                  for sent, entry in pairs])
+            s.connection().execute(
+                update(table).where(table.c.id == bindparam("row_id")).values(
+                    status=LedgerStatus.posted, procore_entry_id=bindparam("entry_id"),
+                    approval_status=bindparam("approval"), posted_at=self.now, reason=None, detail=None,
+                    updated_at=func.current_timestamp()),
+                [{"row_id": sent.id, "entry_id": int(entry["id"]), "approval": entry.get("approval_status")}
+                 for sent, entry in pairs],
+            )
+            detail = literal("Procore entry ") + cast(LedgerEntry.procore_entry_id, String)
+            for old, ids in by_status.items():
+                self._copy_history(s, ids, old, LedgerStatus.posted, None, detail)
         report.posted += len(pairs)
         report.hours += sum((sent.hours or Decimal("0") for sent, _ in pairs), Decimal("0"))
 
@@ -730,6 +780,21 @@ class SyncPipeline:
     ) -> dict[str, Any]:
         return {"ledger_entry_id": row_id, "run_id": self.run_id, "from_status": str(old) if old is not None else None,
                 "to_status": str(new), "reason": reason, "detail": detail, "at": self.now}
+
+    def _copy_history(
+        self, s: Session, ids: list[int], old: LedgerStatus | None, new: LedgerStatus, reason: str | None,
+        detail: str | ColumnElement[str],
+    ) -> None:
+        """History rows of many ledger rows that made the same change, written by the database itself
+        (INSERT ... SELECT from the ledger rows; `detail` may be an expression of their columns)."""
+        columns = ["ledger_entry_id", "run_id", "from_status", "to_status", "reason", "detail", "at"]
+        detail_value = literal(detail, Text) if isinstance(detail, str) else detail
+        for start in range(0, len(ids), ID_LOOKUP_SLICE):
+            rows = select(
+                LedgerEntry.id, literal(self.run_id, Integer), literal(str(old) if old else None, String),
+                literal(str(new), String), literal(reason, String), detail_value, literal(self.now, UtcDateTime),
+            ).where(LedgerEntry.id.in_(ids[start : start + ID_LOOKUP_SLICE]))
+            s.execute(insert(LedgerHistory).from_select(columns, rows))
 
     def _add_history(self, s: Session, changes: list[tuple[int, LedgerStatus | str | None, LedgerStatus,
                                                           str | None, str | None]]) -> None:
