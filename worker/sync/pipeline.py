@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import structlog
@@ -76,6 +77,11 @@ EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type"
 # The ledger columns a POST, its outcome and a reconciliation need (rows of these, not ORM objects).
 SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, LedgerEntry.payload,
             LedgerEntry.hours, LedgerEntry.status, LedgerEntry.work_date, LedgerEntry.party_id)
+
+
+class LedgerRow(SimpleNamespace):
+    """A ledger row as the run read it under the project lock, its columns as plain attributes: a look-back
+    holds thousands, far cheaper to load this way than as ORM objects, and every write is a statement anyway."""
 
 
 class Sendable(NamedTuple):
@@ -255,7 +261,6 @@ class SyncPipeline:
         # Step 9.
         with session_scope(self.database_url) as s:
             rows = self._ledger_rows(s, planned, scope_start, window_end_utc, selection is not None)
-            s.expunge_all()
         actions = self._decide(by_key, rows, manual=selection is not None)
 
         if dry_run:
@@ -369,8 +374,8 @@ class SyncPipeline:
 
     def _ledger_rows(
         self, s: Session, planned: Sequence[PlannedRow], scope_start: datetime, scope_end: datetime, manual: bool
-    ) -> dict[str, LedgerEntry]:
-        base = select(LedgerEntry).where(LedgerEntry.project_link_id == self.link_id)
+    ) -> dict[str, LedgerRow]:
+        base = select(*LedgerEntry.__table__.c).where(LedgerEntry.project_link_id == self.link_id)
         if manual:
             keys = [p.source_key for p in planned]
             query = base.where(LedgerEntry.source_key.in_(keys)) if keys else None
@@ -383,9 +388,9 @@ class SyncPipeline:
             )
         if query is None:
             return {}
-        return {row.source_key: row for row in s.scalars(query)}
+        return {row.source_key: LedgerRow(**row._asdict()) for row in s.execute(query)}
 
-    def _decide(self, planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[Action]:
+    def _decide(self, planned: dict[str, PlannedRow], rows: dict[str, LedgerRow], *, manual: bool) -> list[Action]:
         desired = {
             key: Desired(
                 source_key=key,
@@ -404,7 +409,7 @@ class SyncPipeline:
         self,
         actions: list[Action],
         planned: dict[str, PlannedRow],
-        rows: dict[str, LedgerEntry],
+        rows: dict[str, LedgerRow],
         ctx: ProjectContext,
         window: Period,
         report: RunReport,
@@ -465,20 +470,20 @@ class SyncPipeline:
             creates.append(p)
         self._create(creates, rows, report, manual=manual)
 
-    def _desired_for(self, planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry]) -> dict[str, Desired]:
+    def _desired_for(self, planned: dict[str, PlannedRow], rows: dict[str, LedgerRow]) -> dict[str, Desired]:
         return {
             k: Desired(k, planned[k].content_hash, planned[k].skip_reason, planned[k].source_derived)
             for k in rows
             if k in planned
         }
 
-    def _create(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], report: RunReport, *, manual: bool) -> None:
+    def _create(self, creates: list[PlannedRow], rows: dict[str, LedgerRow], report: RunReport, *, manual: bool) -> None:
         if not creates:
             return
         claimed = self._claim(creates, rows, manual=manual)
         self._post_all(claimed, report)
 
-    def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerEntry], *, manual: bool) -> list[Sendable]:
+    def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerRow], *, manual: bool) -> list[Sendable]:
         """Step 10: write the rows as `pending` and commit before anything is sent. New rows get their ids (the
         origin_id Procore will store) from one INSERT ... RETURNING; rows claimed again are updated by id."""
         claim = {"status": LedgerStatus.pending, "reason": None, "detail": None, "claimed_at": self.now,
@@ -586,7 +591,7 @@ class SyncPipeline:
         mid = len(rows) // 2
         return self._post_chunk(rows[:mid], report) + self._post_chunk(rows[mid:], report)
 
-    def _reconcile(self, rows: Sequence[LedgerEntry]) -> dict[int, tuple[LedgerStatus, int, str | None]]:
+    def _reconcile(self, rows: Sequence[Sendable | LedgerRow]) -> dict[int, tuple[LedgerStatus, int, str | None]]:
         """Step 11: look the rows up in Procore by party and date and match `origin_id`. Never post blind."""
         candidates = [r for r in rows if r.work_date is not None and r.party_id is not None]
         if not candidates:
@@ -611,7 +616,7 @@ class SyncPipeline:
         self.log.info("sync.reconciled", looked_up=len(candidates), found=len(found))
         return found
 
-    def _approved_now(self, rows: list[LedgerEntry]) -> set[int]:
+    def _approved_now(self, rows: list[LedgerRow]) -> set[int]:
         """Which of these Procore entries are approved right now (read back, P-6)."""
         with_ids = [r for r in rows if r.procore_entry_id and r.work_date and r.party_id]
         if not with_ids:
@@ -628,7 +633,7 @@ class SyncPipeline:
         return approved
 
     def _update(
-        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry], report: RunReport
+        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerRow], report: RunReport
     ) -> None:
         for action in actions:
             row, p = rows[action.source_key], planned[action.source_key]
@@ -647,7 +652,7 @@ class SyncPipeline:
                       approval=entry.get("approval_status"))
             report.updated += 1
 
-    def _delete(self, actions: list[Action], rows: dict[str, LedgerEntry], report: RunReport) -> None:
+    def _delete(self, actions: list[Action], rows: dict[str, LedgerRow], report: RunReport) -> None:
         for action in actions:
             row = rows[action.source_key]
             report.procore_writes += 1
@@ -665,7 +670,7 @@ class SyncPipeline:
             report.deleted += 1
 
     def _needs_review(
-        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry], report: RunReport
+        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerRow], report: RunReport
     ) -> None:
         for action in actions:
             row = rows[action.source_key]
@@ -681,13 +686,13 @@ class SyncPipeline:
             self._set(row.id, LedgerStatus.needs_review, "changed_after_approval", detail, fill=None)
             report.needs_review += 1
 
-    def _record_unchanged(self, actions: list[Action], rows: dict[str, LedgerEntry]) -> None:
+    def _record_unchanged(self, actions: list[Action], rows: dict[str, LedgerRow]) -> None:
         resolved = [a for a in actions if a.reason == "resolved" and rows.get(a.source_key) is not None]
         for action in resolved:
             self._set(rows[action.source_key].id, LedgerStatus.posted, None, "source matches Procore again", fill=None)
 
     def _record_skips(
-        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerEntry], report: RunReport
+        self, actions: list[Action], planned: dict[str, PlannedRow], rows: dict[str, LedgerRow], report: RunReport
     ) -> None:
         """Skipped rows are re-evaluated every run, but written only when new or when something about them
         changed; a status change gets a history row."""
@@ -722,7 +727,7 @@ class SyncPipeline:
             self._add_history(s, [(ids[key], old, LedgerStatus.skipped, reason, detail)
                                   for key, old, reason, detail in history])
 
-    def _retire(self, actions: list[Action], rows: dict[str, LedgerEntry], report: RunReport) -> None:
+    def _retire(self, actions: list[Action], rows: dict[str, LedgerRow], report: RunReport) -> None:
         for action in actions:
             self._set(rows[action.source_key].id, LedgerStatus.deleted, "source_deleted",
                       "its clock events no longer exist in ServiceTrade; nothing was in Procore", fill=None)
@@ -836,7 +841,7 @@ class SyncPipeline:
 
 
 def preview_row(
-    p: PlannedRow | None, row: LedgerEntry | None, action: str, reason: str | None, ctx: ProjectContext
+    p: PlannedRow | None, row: LedgerRow | None, action: str, reason: str | None, ctx: ProjectContext
 ) -> dict[str, Any]:
     tz = ctx.tz
 
@@ -879,7 +884,7 @@ def rule_from_model(rule: CostCodeRule) -> CostRule:
     )
 
 
-def ledger_view(row: LedgerEntry, *, manual_override: bool = False) -> LedgerView:
+def ledger_view(row: LedgerRow, *, manual_override: bool = False) -> LedgerView:
     return LedgerView(
         source_key=row.source_key,
         status=row.status.value if isinstance(row.status, LedgerStatus) else str(row.status),
