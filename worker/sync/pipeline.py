@@ -74,14 +74,20 @@ OPEN_STATUSES = (LedgerStatus.pending, LedgerStatus.unknown)
 ID_LOOKUP_SLICE = 1000  # source keys per IN (...) when reading back the ids of inserted rows
 # What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
 EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")
+# The ledger columns a run decides with (the diff, claims, reconciliation, updates, deletes, the preview).
+LEDGER_ROW = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.status, LedgerEntry.reason, LedgerEntry.content_hash,
+              LedgerEntry.procore_entry_id, LedgerEntry.approval_status, LedgerEntry.manual, LedgerEntry.attempts,
+              LedgerEntry.work_date, LedgerEntry.party_id, LedgerEntry.technician_name, LedgerEntry.activity,
+              LedgerEntry.actual_start, LedgerEntry.actual_end)
 # The ledger columns a POST, its outcome and a reconciliation need (rows of these, not ORM objects).
 SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, LedgerEntry.payload,
             LedgerEntry.hours, LedgerEntry.status, LedgerEntry.work_date, LedgerEntry.party_id)
 
 
 class LedgerRow(SimpleNamespace):
-    """A ledger row as the run read it under the project lock, its columns as plain attributes: a look-back
-    holds thousands, far cheaper to load this way than as ORM objects, and every write is a statement anyway."""
+    """A ledger row as the run read it under the project lock, as plain attributes: a look-back holds thousands,
+    far cheaper to load this way than as ORM objects, and every write is a statement anyway. Rows of a window
+    carry the LEDGER_ROW columns; a skipped row about to be compared is read whole."""
 
 
 class Sendable(NamedTuple):
@@ -198,7 +204,7 @@ class SyncPipeline:
         self.progress = progress or _no_progress
         self.chunk_size = chunk_size
         self.log = log.bind(link_id=link_id, run_id=run_id)
-        self.connection_id = 0  # read from the link when the run starts
+        self.connection_id = self.project_id = 0  # read from the link when the run starts
 
     # ------------------------------------------------------------------ entry point
 
@@ -217,7 +223,7 @@ class SyncPipeline:
             rules = [rule_from_model(r) for r in link.rules]
             job_id, job_number, lookback = link.st_job_id, link.st_job_number, link.lookback_days
             split_mode, project_id, connection_id = link.split_mode.value, link.procore_project_id, link.connection_id
-        self.connection_id = connection_id
+        self.connection_id, self.project_id = connection_id, project_id
 
         # Step 2: refresh what the run needs, once.
         ctx, project, _codes = load_project_context(
@@ -375,7 +381,7 @@ class SyncPipeline:
     def _ledger_rows(
         self, s: Session, planned: Sequence[PlannedRow], scope_start: datetime, scope_end: datetime, manual: bool
     ) -> dict[str, LedgerRow]:
-        base = select(*LedgerEntry.__table__.c).where(LedgerEntry.project_link_id == self.link_id)
+        base = select(*LEDGER_ROW).where(LedgerEntry.project_link_id == self.link_id)
         if manual:
             keys = [p.source_key for p in planned]
             query = base.where(LedgerEntry.source_key.in_(keys)) if keys else None
@@ -657,8 +663,7 @@ class SyncPipeline:
             row = rows[action.source_key]
             report.procore_writes += 1
             try:
-                project_id = (row.payload or {}).get("project_id")
-                self.procore.delete_entry(project_id, row.procore_entry_id)
+                self.procore.delete_entry(self.project_id, row.procore_entry_id)
             except EntryLocked as exc:
                 self._set(row.id, LedgerStatus.needs_review, "approved", str(exc), fill=None)
                 report.needs_review += 1
@@ -699,17 +704,18 @@ class SyncPipeline:
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         history: list[tuple[str, LedgerStatus | None, str, str | None]] = []
+        stored = self._full_rows([rows[a.source_key].id for a in actions if a.source_key in rows])
         for action in actions:
             p = planned[action.source_key]
             reason = p.skip_reason.value if p.skip_reason else "skipped"
             report.skipped[reason] += 1
             values = {**_planned_values(p), "status": LedgerStatus.skipped, "reason": reason, "detail": p.detail}
-            existing = rows.get(action.source_key)
-            if existing is None:
+            if action.source_key not in rows:
                 fresh.append({**values, **self._new_row(p.source_key), "attempts": 0, "manual": False,
                               "last_run_id": self.run_id})
                 history.append((p.source_key, None, reason, p.detail))
                 continue
+            existing = stored[rows[action.source_key].id]
             if all(getattr(existing, k) == v for k, v in values.items()):
                 continue
             moved = existing.status != LedgerStatus.skipped or existing.reason != reason or existing.detail != p.detail
@@ -726,6 +732,15 @@ class SyncPipeline:
                 s.execute(update(LedgerEntry), changed)
             self._add_history(s, [(ids[key], old, LedgerStatus.skipped, reason, detail)
                                   for key, old, reason, detail in history])
+
+    def _full_rows(self, ids: list[int]) -> dict[int, LedgerRow]:
+        """Every column of these ledger rows, by id (what a skipped row is compared with)."""
+        found: dict[int, LedgerRow] = {}
+        with session_scope(self.database_url) as s:
+            for start in range(0, len(ids), ID_LOOKUP_SLICE):
+                query = select(*LedgerEntry.__table__.c).where(LedgerEntry.id.in_(ids[start : start + ID_LOOKUP_SLICE]))
+                found.update((row.id, LedgerRow(**row._asdict())) for row in s.execute(query))
+        return found
 
     def _retire(self, actions: list[Action], rows: dict[str, LedgerRow], report: RunReport) -> None:
         for action in actions:
