@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from worker.db import session_scope
-from worker.models import LedgerEntry, LedgerStatus
+from worker.models import ClockEvent, LedgerEntry, LedgerStatus
 
 from .stsync_env import write_calls
 
@@ -192,6 +192,41 @@ def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  #
     assert Decimal(str(after[edited.procore_entry_id]["hours"])) == e_row.hours
     assert after[removed.procore_entry_id]["deleted_at"]
     assert after[approved.procore_entry_id] == before[approved.procore_entry_id], "approved entry was touched"
+
+
+def test_stored_clock_events_follow_servicetrade_and_unchanged_ones_are_never_rewritten(stsync, emulator) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    stsync.sync(pid, START, END)
+    posted = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)
+    edited, removed, moved = posted[0].clock_out_event_id, posted[1].clock_in_event_id, posted[2].clock_out_event_id
+    first = stored_events()
+    moved_at = int(first[moved].event_time.timestamp())
+    emulator.admin.edit_clock_event(edited, eventTime=int((first[edited].event_time + timedelta(minutes=47)).timestamp()))
+    emulator.admin.delete_clock_event(removed)
+    emulator.admin.edit_clock_event(moved, eventTime=moved_at - 90 * 86400)  # out of every window read
+
+    stsync.sync(pid, START, END)
+    second = stored_events()
+    assert second[edited].event_time == first[edited].event_time + timedelta(minutes=47)
+    assert second[edited].changed_at > first[edited].changed_at and second[edited].deleted_at is None
+    assert second[removed].deleted_at is not None and second[moved].deleted_at is not None
+    untouched = [k for k in first if k not in (edited, removed, moved)]
+    assert all(second[k].changed_at == first[k].changed_at == first[k].first_seen_at for k in untouched)
+    assert all(second[k].deleted_at is None for k in untouched)
+
+    emulator.admin.edit_clock_event(moved, eventTime=moved_at)  # back: stored, deleted, outside the range read
+    stsync.sync(pid, START, END)
+    third = stored_events()
+    assert third[moved].deleted_at is None and third[moved].event_time == first[moved].event_time
+    assert len(third) == len(first)
+    assert_exactly_once(emulator, pid)
+
+
+def stored_events() -> dict[int, ClockEvent]:
+    with session_scope() as s:
+        rows = {e.st_event_id: e for e in s.scalars(select(ClockEvent))}
+        s.expunge_all()
+    return rows
 
 
 def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> None:  # noqa: ANN001

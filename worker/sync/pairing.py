@@ -87,27 +87,28 @@ def _pair_group(group: list[Punch], excluded: bool, tz: tzinfo, result: PairingR
 
 
 def _close(clock_in: Punch, clock_out: Punch, excluded: bool, tz: tzinfo, result: PairingResult) -> None:
+    length = clock_out.at - clock_in.at
+    if not excluded and timedelta(0) < length <= MAX_INTERVAL:
+        result.intervals.append(Interval(clock_in, clock_out))
+        return
     both = (clock_in, clock_out)
     span = f"{_describe(clock_in, tz)} and clock-out {clock_out.id} at {_when(clock_out.at, tz)}"
     if excluded:
         result.skipped.append(
             SkippedPunches(both, SkipReason.excluded_activity, f"{span}: {clock_in.activity} time is never posted")
         )
-    elif clock_out.at <= clock_in.at:
+    elif length <= timedelta(0):
         result.skipped.append(
             SkippedPunches(both, SkipReason.invalid_interval, f"{span} make a zero or negative length interval")
         )
-    elif clock_out.at - clock_in.at > MAX_INTERVAL:
+    else:
         result.skipped.append(
             SkippedPunches(
                 both,
                 SkipReason.invalid_interval,
-                f"{span} span {_duration(clock_out.at - clock_in.at)}, longer than 24 hours; a clock-out was "
-                "probably missed",
+                f"{span} span {_duration(length)}, longer than 24 hours; a clock-out was probably missed",
             )
         )
-    else:
-        result.intervals.append(Interval(clock_in, clock_out))
 
 
 def _skip_single(result: PairingResult, punch: Punch, excluded: bool, tz: tzinfo, problem: str) -> None:

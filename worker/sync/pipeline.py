@@ -46,7 +46,7 @@ from worker.clients.errors import (
 )
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import get_engine, project_lock, session_scope
+from worker.db import get_engine, insert_many, one_of, project_lock, session_scope
 from worker.models import (
     ClockEvent,
     CostCodeRule,
@@ -353,6 +353,14 @@ class SyncPipeline:
         itself rewrites a row only when a value differs (an event that moved in time may not have been compared)."""
         table = ClockEvent.__table__
         with session_scope(self.database_url) as s:
+            # Events never stored go in by COPY; the project lock keeps anyone else from adding this link's.
+            known = set(s.connection().scalars(select(ClockEvent.st_event_id).where(
+                ClockEvent.project_link_id == self.link_id,
+                one_of(s, ClockEvent.st_event_id, [row["st_event_id"] for row in batch]))))
+            insert_many(s, table, [row for row in batch if row["st_event_id"] not in known])
+            batch = [row for row in batch if row["st_event_id"] in known]
+            if not batch:
+                return
             stmt = dialect_insert(s, table)
             changed = [table.c[k].is_distinct_from(stmt.excluded[k]) for k in EVENT_FIELDS]
             s.execute(
@@ -373,7 +381,7 @@ class SyncPipeline:
             for start in range(0, len(gone), ID_LOOKUP_SLICE):
                 s.execute(update(ClockEvent).where(
                     ClockEvent.project_link_id == self.link_id,
-                    ClockEvent.st_event_id.in_(gone[start : start + ID_LOOKUP_SLICE]),
+                    one_of(s, ClockEvent.st_event_id, gone[start : start + ID_LOOKUP_SLICE]),
                 ).values(deleted_at=self.now))
 
     # ------------------------------------------------------------------ step 9
@@ -384,7 +392,7 @@ class SyncPipeline:
         base = select(*LEDGER_ROW).where(LedgerEntry.project_link_id == self.link_id)
         if manual:
             keys = [p.source_key for p in planned]
-            query = base.where(LedgerEntry.source_key.in_(keys)) if keys else None
+            query = base.where(one_of(s, LedgerEntry.source_key, keys)) if keys else None
         else:
             query = base.where(
                 or_(
@@ -523,17 +531,17 @@ class SyncPipeline:
         return {"connection_id": self.connection_id, "project_link_id": self.link_id, "source_key": source_key}
 
     def _insert_rows(self, s: Session, values: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert new ledger rows; their ids by source key. An executemany INSERT and a SELECT of the ids by the
-        unique (connection, source key) are several times cheaper than INSERT ... RETURNING, whose one huge
-        multi-row statement the driver spends most of its time parsing."""
+        """Insert new ledger rows; their ids by source key. A bulk insert and a SELECT of the ids by the unique
+        (connection, source key) are several times cheaper than INSERT ... RETURNING, whose one huge multi-row
+        statement the driver spends most of its time parsing."""
         if not values:
             return {}
-        s.execute(insert(LedgerEntry.__table__), values)
+        insert_many(s, LedgerEntry.__table__, values)
         ids: dict[str, int] = {}
         for start in range(0, len(values), ID_LOOKUP_SLICE):
             keys = [v["source_key"] for v in values[start : start + ID_LOOKUP_SLICE]]
             ids.update(s.execute(select(LedgerEntry.source_key, LedgerEntry.id).where(
-                LedgerEntry.connection_id == self.connection_id, LedgerEntry.source_key.in_(keys))).tuples().all())
+                LedgerEntry.connection_id == self.connection_id, one_of(s, LedgerEntry.source_key, keys))).tuples().all())
         return ids
 
     def _post_all(self, rows: list[Sendable], report: RunReport) -> None:
@@ -576,7 +584,7 @@ class SyncPipeline:
         """The columns a POST, its outcome and a reconciliation need, in id order."""
         with session_scope(self.database_url) as s:
             return [Sendable(*row) for row in
-                    s.execute(select(*SENDABLE).where(LedgerEntry.id.in_(ids)).order_by(LedgerEntry.id))]
+                    s.execute(select(*SENDABLE).where(one_of(s, LedgerEntry.id, ids)).order_by(LedgerEntry.id))]
 
     def _handle_rejection(self, rows: list[Sendable], exc: ValidationFailed, report: RunReport) -> list[int]:
         index_errors = getattr(exc, "index_errors", None) or {}
@@ -738,7 +746,8 @@ class SyncPipeline:
         found: dict[int, LedgerRow] = {}
         with session_scope(self.database_url) as s:
             for start in range(0, len(ids), ID_LOOKUP_SLICE):
-                query = select(*LedgerEntry.__table__.c).where(LedgerEntry.id.in_(ids[start : start + ID_LOOKUP_SLICE]))
+                query = select(*LedgerEntry.__table__.c).where(
+                    one_of(s, LedgerEntry.id, ids[start : start + ID_LOOKUP_SLICE]))
                 found.update((row.id, LedgerRow(**row._asdict())) for row in s.execute(query))
         return found
 
@@ -772,7 +781,7 @@ class SyncPipeline:
 
     def _mark(self, rows: Sequence[Sendable], status: LedgerStatus, reason: str, detail: str) -> None:
         with session_scope(self.database_url) as s:
-            s.execute(update(LedgerEntry).where(LedgerEntry.id.in_([r.id for r in rows]))
+            s.execute(update(LedgerEntry).where(one_of(s, LedgerEntry.id, [r.id for r in rows]))
                       .values(status=status, reason=reason, detail=detail[:2000]))
             self._add_history(s, [(r.id, r.status, status, reason, detail) for r in rows])
 
@@ -813,14 +822,13 @@ class SyncPipeline:
             rows = select(
                 LedgerEntry.id, literal(self.run_id, Integer), literal(str(old) if old else None, String),
                 literal(str(new), String), literal(reason, String), detail_value, literal(self.now, UtcDateTime),
-            ).where(LedgerEntry.id.in_(ids[start : start + ID_LOOKUP_SLICE]))
+            ).where(one_of(s, LedgerEntry.id, ids[start : start + ID_LOOKUP_SLICE]))
             s.execute(insert(LedgerHistory).from_select(columns, rows))
 
     def _add_history(self, s: Session, changes: list[tuple[int, LedgerStatus | str | None, LedgerStatus,
                                                           str | None, str | None]]) -> None:
         """History rows of many status changes, in one INSERT."""
-        if changes:
-            s.execute(insert(LedgerHistory), [self._history_values(*change) for change in changes])
+        insert_many(s, LedgerHistory.__table__, [self._history_values(*change) for change in changes])
 
     def _count_status(self, status: LedgerStatus) -> int:
         with session_scope(self.database_url) as s:
