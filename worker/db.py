@@ -21,8 +21,10 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -145,6 +147,25 @@ def insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
     with cursor.copy(f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN') as copy:
         for row in rows:
             copy.write_row([row.get(c) if convert is None else convert(row.get(c)) for c, convert in converters])
+
+
+def update_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]], **same: Any) -> None:
+    """UPDATE many rows by id: each row's own values (every row has the same keys, `id` among them) and values
+    the same for all (`same`). On PostgreSQL one statement joining one array per column; elsewhere executemany."""
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k != "id"]
+    if s.get_bind().dialect.name == "postgresql":
+        arrays = [bindparam(None, [row[k] for row in rows], type_=ARRAY(table.c[k].type)) for k in ("id", *keys)]
+        values = func.unnest(*arrays).table_valued("id", *keys).render_derived()
+        s.execute(update(table).where(table.c.id == values.c.id).values(
+            **{k: values.c[k] for k in keys}, **same))
+        return
+    s.execute(
+        update(table).where(table.c.id == bindparam("row_id")).values(
+            **{k: bindparam(f"row_{k}") for k in keys}, **same),
+        [{"row_id": row["id"], **{f"row_{k}": row[k] for k in keys}} for row in rows],
+    )
 
 
 def one_of(s: Session, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     cast,
     func,
     insert,
@@ -46,7 +45,7 @@ from worker.clients.errors import (
 )
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import get_engine, insert_many, one_of, project_lock, session_scope
+from worker.db import get_engine, insert_many, one_of, project_lock, session_scope, update_rows
 from worker.models import (
     ClockEvent,
     CostCodeRule,
@@ -765,13 +764,12 @@ class SyncPipeline:
         for sent, _ in pairs:
             by_status.setdefault(sent.status, []).append(sent.id)
         with session_scope(self.database_url) as s:
-            s.connection().execute(
-                update(table).where(table.c.id == bindparam("row_id")).values(
-                    status=LedgerStatus.posted, procore_entry_id=bindparam("entry_id"),
-                    approval_status=bindparam("approval"), posted_at=self.now, reason=None, detail=None,
-                    updated_at=func.current_timestamp()),
-                [{"row_id": sent.id, "entry_id": int(entry["id"]), "approval": entry.get("approval_status")}
+            update_rows(
+                s, table,
+                [{"id": sent.id, "procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status")}
                  for sent, entry in pairs],
+                status=LedgerStatus.posted, posted_at=self.now, reason=None, detail=None,
+                updated_at=func.current_timestamp(),
             )
             detail = literal("Procore entry ") + cast(LedgerEntry.procore_entry_id, String)
             for old, ids in by_status.items():
