@@ -70,7 +70,7 @@ log = structlog.get_logger("stsync.sync")
 BULK_CHUNK = 100
 RECONCILE_ROUNDS = 3
 OPEN_STATUSES = (LedgerStatus.pending, LedgerStatus.unknown)
-ID_LOOKUP_SLICE = 1000  # source keys per IN (...) when reading back the ids of inserted rows
+ID_LOOKUP_SLICE = 1000  # ids or keys per lookup (SQLite caps the bound parameters of one statement)
 # What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
 EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")
 # The ledger columns a run decides with (the diff, claims, reconciliation, updates, deletes, the preview).
@@ -347,12 +347,13 @@ class SyncPipeline:
             return {row[0]: tuple(row[1:]) for row in rows}
 
     def _upsert_events(self, batch: list[dict[str, Any]]) -> None:
-        """New and changed events, in one INSERT ... ON CONFLICT DO UPDATE per batch. A look-back re-reads weeks
-        of unchanged punches on every run: those are compared in memory and never sent, and the statement
-        itself rewrites a row only when a value differs (an event that moved in time may not have been compared)."""
+        """New and changed events. A look-back re-reads weeks of unchanged punches on every run: those were
+        compared in memory and never reach this. Events never stored are inserted in bulk; the others (changed,
+        back after vanishing, or moved in time from outside the range compared) go through INSERT ... ON CONFLICT
+        DO UPDATE, which rewrites a row only when a value differs."""
         table = ClockEvent.__table__
         with session_scope(self.database_url) as s:
-            # Events never stored go in by COPY; the project lock keeps anyone else from adding this link's.
+            # Which are stored already, whatever their time; the project lock keeps anyone else from adding any.
             known = set(s.connection().scalars(select(ClockEvent.st_event_id).where(
                 ClockEvent.project_link_id == self.link_id,
                 one_of(s, ClockEvent.st_event_id, [row["st_event_id"] for row in batch]))))
@@ -497,8 +498,9 @@ class SyncPipeline:
         self._post_all(claimed, report)
 
     def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerRow], *, manual: bool) -> list[Sendable]:
-        """Step 10: write the rows as `pending` and commit before anything is sent. New rows get their ids (the
-        origin_id Procore will store) from one INSERT ... RETURNING; rows claimed again are updated by id."""
+        """Step 10: write the rows as `pending` and commit before anything is sent. New rows are inserted in bulk
+        and their ids (the origin_id Procore will store) read back; rows claimed again are updated by id. What
+        comes back is what was committed, so the POST sends exactly that."""
         claim = {"status": LedgerStatus.pending, "reason": None, "detail": None, "claimed_at": self.now,
                  "last_run_id": self.run_id}
         fresh, again, previous = [], [], {}
