@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,10 +13,13 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     ARRAY,
     JSON,
+    Column,
     ColumnElement,
     DateTime,
     Engine,
     Enum,
+    MetaData,
+    Select,
     Table,
     any_,
     bindparam,
@@ -23,6 +27,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    select,
     text,
     update,
 )
@@ -147,6 +152,21 @@ def insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
     with cursor.copy(f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN') as copy:
         for row in rows:
             copy.write_row([row.get(c) if convert is None else convert(row.get(c)) for c, convert in converters])
+
+
+def staged(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> Select[Any] | None:
+    """On PostgreSQL: the rows COPYed into a temporary table with the same columns (per connection, emptied at
+    commit), as a SELECT for an INSERT ... SELECT ... ON CONFLICT; the upsert of thousands of rows is then one
+    statement. None elsewhere: the caller executes its statement with the rows."""
+    if s.get_bind().dialect.name != "postgresql" or not rows:
+        return None
+    columns = sorted({key for row in rows for key in row})
+    name = f"{table.name}_staged_{zlib.crc32(','.join(columns).encode()):08x}"
+    s.execute(text(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" ON COMMIT DELETE ROWS AS '
+                   f'SELECT {", ".join(columns)} FROM "{table.name}" WITH NO DATA'))
+    staging = Table(name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
+    insert_many(s, staging, rows)
+    return select(*staging.c)
 
 
 def update_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]], **same: Any) -> None:

@@ -45,7 +45,7 @@ from worker.clients.errors import (
 )
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import get_engine, insert_many, one_of, project_lock, session_scope, update_rows
+from worker.db import get_engine, insert_many, one_of, project_lock, session_scope, staged, update_rows
 from worker.models import (
     ClockEvent,
     CostCodeRule,
@@ -70,6 +70,7 @@ log = structlog.get_logger("stsync.sync")
 BULK_CHUNK = 100
 RECONCILE_ROUNDS = 3
 OPEN_STATUSES = (LedgerStatus.pending, LedgerStatus.unknown)
+EVENT_BATCH = 2000  # clock events per upsert while reading
 ID_LOOKUP_SLICE = 1000  # ids or keys per lookup (SQLite caps the bound parameters of one statement)
 # What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
 EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")
@@ -322,7 +323,7 @@ class SyncPipeline:
                 row = _event_row(self.link_id, punch, raw, self.now)
                 if stored.get(punch.id) != tuple(row[k] for k in EVENT_FIELDS):  # new, changed or back
                     batch.append(row)
-                if len(batch) >= 500:
+                if len(batch) >= EVENT_BATCH:
                     self._upsert_events(batch)
                     batch = []
             if n % 1000 == 0:
@@ -347,31 +348,27 @@ class SyncPipeline:
             return {row[0]: tuple(row[1:]) for row in rows}
 
     def _upsert_events(self, batch: list[dict[str, Any]]) -> None:
-        """New and changed events. A look-back re-reads weeks of unchanged punches on every run: those were
-        compared in memory and never reach this. Events never stored are inserted in bulk; the others (changed,
-        back after vanishing, or moved in time from outside the range compared) go through INSERT ... ON CONFLICT
-        DO UPDATE, which rewrites a row only when a value differs."""
+        """New and changed events, in one INSERT ... ON CONFLICT DO UPDATE, which rewrites a stored row only when
+        a value differs or it had vanished (an event that moved in time from outside the range read is stored
+        already). A look-back re-reads weeks of unchanged punches on every run: those were compared in memory and
+        never reach this."""
         table = ClockEvent.__table__
         with session_scope(self.database_url) as s:
-            # Which are stored already, whatever their time; the project lock keeps anyone else from adding any.
-            known = set(s.connection().scalars(select(ClockEvent.st_event_id).where(
-                ClockEvent.project_link_id == self.link_id,
-                one_of(s, ClockEvent.st_event_id, [row["st_event_id"] for row in batch]))))
-            insert_many(s, table, [row for row in batch if row["st_event_id"] not in known])
-            batch = [row for row in batch if row["st_event_id"] in known]
-            if not batch:
-                return
             stmt = dialect_insert(s, table)
+            source = staged(s, table, batch)
+            if source is not None:
+                stmt = stmt.from_select([c.name for c in source.selected_columns], source)
             changed = [table.c[k].is_distinct_from(stmt.excluded[k]) for k in EVENT_FIELDS]
-            s.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["project_link_id", "st_event_id"],
-                    set_={**{k: stmt.excluded[k] for k in EVENT_FIELDS}, "changed_at": stmt.excluded.changed_at,
-                          "deleted_at": None},
-                    where=or_(*changed, table.c.deleted_at.is_not(None)),
-                ),
-                batch,
+            upsert = stmt.on_conflict_do_update(
+                index_elements=["project_link_id", "st_event_id"],
+                set_={**{k: stmt.excluded[k] for k in EVENT_FIELDS}, "changed_at": stmt.excluded.changed_at,
+                      "deleted_at": None},
+                where=or_(*changed, table.c.deleted_at.is_not(None)),
             )
+            if source is not None:
+                s.execute(upsert)
+            else:
+                s.execute(upsert, batch)
 
     def _mark_vanished(self, gone: list[int]) -> None:
         """Stored events in the read range that ServiceTrade no longer lists."""
