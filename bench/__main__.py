@@ -1,6 +1,6 @@
 """`python -m bench` (make bench): stsync against two hand-made baselines on the project's emulators.
 
-    python -m bench            # full: ~20,000 intervals, 3 runs where affordable (~10 minutes)
+    python -m bench            # full: ~20,000 intervals, 3 runs where affordable (~6 minutes)
     python -m bench --quick    # the same scenarios on small worlds, one run each (under a minute)
     python -m bench --tiny     # smallest worlds; what tests/test_bench_smoke.py runs
 

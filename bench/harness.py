@@ -172,8 +172,7 @@ class Harness:
             "LOG_FORMAT": "json",
         }
 
-    def setup_stsync(self, database_url: str, handles: dict[str, Any], projects: list[int], *,
-                     technicians: bool = False) -> None:
+    def setup_stsync(self, database_url: str, handles: dict[str, Any], projects: list[int]) -> None:
         """`stsync connect`, `project link` and `rules add`, in this process (untimed; a child would only add
         start-up time), with the same environment as the timed child and warnings-only logs."""
         from bench.worker import SetupFailed, setup
@@ -184,7 +183,7 @@ class Harness:
         os.environ.update(self.env(database_url), LOG_LEVEL="WARNING")
         reset_settings()
         try:
-            setup(handles, projects, technicians=technicians)
+            setup(handles, projects)
         except SetupFailed as exc:
             raise BenchError(f"stsync setup: {exc}") from exc
         finally:

@@ -248,9 +248,8 @@ class Scenarios:
         pids = world["handles"]["project_ids"][:2]
         hx.empty_database(url)
         hx.load(world)
-        # The technicians are stored before the two first syncs start: when both find them missing, both
-        # insert them and one run dies on the unique constraint (store_technicians has no ON CONFLICT).
-        hx.setup_stsync(url, world["handles"], pids, technicians=True)
+        # Both first syncs find the technician table empty and store them at once (an upsert, ddda8e3).
+        hx.setup_stsync(url, world["handles"], pids)
         hx.flush_rate_budget()
         hx.emu.admin.config(procore_rate_limit=limit)
         hx.emu.admin.reset_requests()

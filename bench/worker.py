@@ -51,9 +51,8 @@ def must(*args: Any) -> str:
     return out
 
 
-def setup(h: dict[str, Any], projects: list[int], *, technicians: bool = False) -> None:
-    """Connect both APIs, link each project to a new ServiceTrade job, one rule each (the first labor code);
-    with `technicians`, also `stsync technicians` (stores them, as an operator checking Employee IDs does)."""
+def setup(h: dict[str, Any], projects: list[int]) -> None:
+    """Connect both APIs, link each project to a new ServiceTrade job, one rule each (the first labor code)."""
     must("connect", "procore", "--company-id", h["procore_company_id"], "--client-id", h["procore_client_id"],
          "--client-secret", h["procore_client_secret"])
     must("connect", "servicetrade", "--username", h["st_username"], "--password", h["st_password"])
@@ -62,8 +61,6 @@ def setup(h: dict[str, Any], projects: list[int], *, technicians: bool = False) 
         code = h["labor_cost_codes"][str(pid)][0]
         must("rules", "add", pid, "--cost-code-id", code["cost_code_id"], "--line-item-type-id",
              code["line_item_type_id"])
-    if technicians:
-        must("technicians", "--json")
 
 
 def sync(spec: dict[str, Any]) -> dict[str, Any]:
