@@ -155,15 +155,16 @@ def insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
 
 
 def staged(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> Select[Any] | None:
-    """On PostgreSQL: the rows COPYed into a temporary table with the same columns (per connection, emptied at
-    commit), as a SELECT for an INSERT ... SELECT ... ON CONFLICT; the upsert of thousands of rows is then one
-    statement. None elsewhere: the caller executes its statement with the rows."""
+    """On PostgreSQL: the rows COPYed into a temporary table with the same columns (per connection, holding
+    only these rows), as a SELECT for an INSERT ... SELECT ... ON CONFLICT; the upsert of thousands of rows is
+    then one statement. None elsewhere: the caller executes its statement with the rows."""
     if s.get_bind().dialect.name != "postgresql" or not rows:
         return None
     columns = sorted({key for row in rows for key in row})
     name = f"{table.name}_staged_{zlib.crc32(','.join(columns).encode()):08x}"
     s.execute(text(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" ON COMMIT DELETE ROWS AS '
                    f'SELECT {", ".join(columns)} FROM "{table.name}" WITH NO DATA'))
+    s.execute(text(f'DELETE FROM "{name}"'))  # an earlier batch of the same transaction
     staging = Table(name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
     insert_many(s, staging, rows)
     return select(*staging.c)
