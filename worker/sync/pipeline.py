@@ -74,11 +74,12 @@ EVENT_BATCH = 2000  # clock events per upsert while reading
 ID_LOOKUP_SLICE = 1000  # ids or keys per lookup (SQLite caps the bound parameters of one statement)
 # What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
 EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")
-# The ledger columns a run decides with (the diff, claims, reconciliation, updates, deletes, the preview).
-LEDGER_ROW = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.status, LedgerEntry.reason, LedgerEntry.content_hash,
-              LedgerEntry.procore_entry_id, LedgerEntry.approval_status, LedgerEntry.manual, LedgerEntry.attempts,
-              LedgerEntry.work_date, LedgerEntry.party_id, LedgerEntry.technician_name, LedgerEntry.activity,
-              LedgerEntry.actual_start, LedgerEntry.actual_end)
+# The ledger columns a run decides with: the diff, claims, reconciliation, updates, deletes, the preview, and
+# the comparison of a skipped row with what it would be now. Not the payload (re-read where it is sent again).
+LEDGER_ROW = tuple(c for c in LedgerEntry.__table__.c if c.name not in (
+    "payload", "description", "connection_id", "project_link_id", "created_at", "updated_at", "claimed_at",
+    "posted_at"))
+_ABSENT = object()
 # The ledger columns a POST, its outcome and a reconciliation need (rows of these, not ORM objects).
 SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, LedgerEntry.payload,
             LedgerEntry.hours, LedgerEntry.status, LedgerEntry.work_date, LedgerEntry.party_id)
@@ -86,8 +87,8 @@ SENDABLE = (LedgerEntry.id, LedgerEntry.source_key, LedgerEntry.content_hash, Le
 
 class LedgerRow(SimpleNamespace):
     """A ledger row as the run read it under the project lock, as plain attributes: a look-back holds thousands,
-    far cheaper to load this way than as ORM objects, and every write is a statement anyway. Rows of a window
-    carry the LEDGER_ROW columns; a skipped row about to be compared is read whole."""
+    far cheaper to load this way than as ORM objects, and every write is a statement anyway. It carries the
+    LEDGER_ROW columns."""
 
 
 class Sendable(NamedTuple):
@@ -710,7 +711,6 @@ class SyncPipeline:
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         history: list[tuple[str, LedgerStatus | None, str, str | None]] = []
-        stored = self._full_rows([rows[a.source_key].id for a in actions if a.source_key in rows])
         for action in actions:
             p = planned[action.source_key]
             reason = p.skip_reason.value if p.skip_reason else "skipped"
@@ -721,8 +721,8 @@ class SyncPipeline:
                               "last_run_id": self.run_id})
                 history.append((p.source_key, None, reason, p.detail))
                 continue
-            existing = stored[rows[action.source_key].id]
-            if all(getattr(existing, k) == v for k, v in values.items()):
+            existing = rows[action.source_key]
+            if all(getattr(existing, k, _ABSENT) == v for k, v in values.items()):
                 continue
             moved = existing.status != LedgerStatus.skipped or existing.reason != reason or existing.detail != p.detail
             if moved:
@@ -738,16 +738,6 @@ class SyncPipeline:
                 s.execute(update(LedgerEntry), changed)
             self._add_history(s, [(ids[key], old, LedgerStatus.skipped, reason, detail)
                                   for key, old, reason, detail in history])
-
-    def _full_rows(self, ids: list[int]) -> dict[int, LedgerRow]:
-        """Every column of these ledger rows, by id (what a skipped row is compared with)."""
-        found: dict[int, LedgerRow] = {}
-        with session_scope(self.database_url) as s:
-            for start in range(0, len(ids), ID_LOOKUP_SLICE):
-                query = select(*LedgerEntry.__table__.c).where(
-                    one_of(s, LedgerEntry.id, ids[start : start + ID_LOOKUP_SLICE]))
-                found.update((row.id, LedgerRow(**row._asdict())) for row in s.execute(query))
-        return found
 
     def _retire(self, actions: list[Action], rows: dict[str, LedgerRow], report: RunReport) -> None:
         for action in actions:
