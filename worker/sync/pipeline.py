@@ -321,9 +321,11 @@ class SyncPipeline:
             seen.add(punch.id)
             punches.append(punch)
             if persist:
-                row = _event_row(self.link_id, punch, raw, self.now)
-                if stored.get(punch.id) != tuple(row[k] for k in EVENT_FIELDS):  # new, changed or back
-                    batch.append(row)
+                values = _event_values(punch, raw)
+                if stored.get(punch.id) != values:  # new, changed or back
+                    batch.append({"project_link_id": self.link_id, "st_event_id": punch.id,
+                                  **dict(zip(EVENT_FIELDS, values, strict=True)),
+                                  "first_seen_at": self.now, "changed_at": self.now})
                 if len(batch) >= EVENT_BATCH:
                     self._upsert_events(batch)
                     batch = []
@@ -1000,19 +1002,9 @@ def _first_message(errors: Any) -> str:
     return str(errors)
 
 
-def _event_row(link_id: int, punch: Punch, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {
-        "project_link_id": link_id,
-        "st_event_id": punch.id,
-        "st_user_id": punch.user_id,
-        "user_name": punch.user_name[:300],
-        "st_job_id": punch.job_id,
-        "activity": punch.activity,
-        "event_type": punch.event_type,
-        "event_time": punch.at,
-        "source": str(raw.get("source"))[:20] if raw.get("source") is not None else None,
-        "st_updated": raw.get("updated") if isinstance(raw.get("updated"), int) else None,
-        "first_seen_at": now,
-        "changed_at": now,
-    }
+def _event_values(punch: Punch, raw: dict[str, Any]) -> tuple[Any, ...]:
+    """What ServiceTrade says of a punch, as stored: the EVENT_FIELDS in their order."""
+    source, updated = raw.get("source"), raw.get("updated")
+    return (punch.user_id, punch.user_name[:300], punch.job_id, punch.activity, punch.event_type, punch.at,
+            str(source)[:20] if source is not None else None, updated if isinstance(updated, int) else None)
 
