@@ -31,6 +31,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -136,6 +138,16 @@ def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterato
         lock.release()
 
 
+def is_postgresql(s: Session) -> bool:
+    """The product's database; anything else is the SQLite demo, which gets the portable statements."""
+    return s.get_bind().dialect.name == "postgresql"
+
+
+def dialect_insert(s: Session, table: Table) -> Any:
+    """INSERT with ON CONFLICT for the session's database (PostgreSQL, or SQLite in the demo)."""
+    return (pg_insert if is_postgresql(s) else sqlite_insert)(table)
+
+
 def insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows inside the session's transaction. On PostgreSQL by COPY, which takes thousands of rows
     several times faster than an executemany INSERT (the driver and the server handle one stream instead of a
@@ -144,7 +156,7 @@ def insert_many(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
     if not rows:
         return
     columns = sorted({key for row in rows for key in row})
-    if s.get_bind().dialect.name != "postgresql":
+    if not is_postgresql(s):
         s.execute(insert(table), [{c: row.get(c) for c in columns} for row in rows])
         return
     converters = [(c, _copy_converter(table.c[c].type)) for c in columns]
@@ -158,7 +170,7 @@ def staged(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> Selec
     """On PostgreSQL: the rows COPYed into a temporary table with the same columns (per connection, holding
     only these rows), as a SELECT for an INSERT ... SELECT ... ON CONFLICT; the upsert of thousands of rows is
     then one statement. None elsewhere: the caller executes its statement with the rows."""
-    if s.get_bind().dialect.name != "postgresql" or not rows:
+    if not is_postgresql(s) or not rows:
         return None
     columns = sorted({key for row in rows for key in row})
     name = f"{table.name}_staged_{zlib.crc32(','.join(columns).encode()):08x}"
@@ -176,7 +188,7 @@ def update_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]], **s
     if not rows:
         return
     keys = [k for k in rows[0] if k != "id"]
-    if s.get_bind().dialect.name == "postgresql":
+    if is_postgresql(s):
         arrays = [bindparam(None, [row[k] for row in rows], type_=ARRAY(table.c[k].type)) for k in ("id", *keys)]
         values = func.unnest(*arrays).table_valued("id", *keys).render_derived()
         s.execute(update(table).where(table.c.id == values.c.id).values(
@@ -192,7 +204,7 @@ def update_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]], **s
 def one_of(s: Session, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
     """`column IN (values)`. On PostgreSQL as `column = ANY(array)`: one parameter however many values, where an
     IN list of hundreds of placeholders costs the driver more to prepare than the query costs the server."""
-    if s.get_bind().dialect.name == "postgresql":
+    if is_postgresql(s):
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
 

@@ -20,7 +20,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
-    Table,
     Text,
     cast,
     func,
@@ -30,8 +29,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from schedules.nextrun import local_to_utc
@@ -45,7 +42,16 @@ from worker.clients.errors import (
 )
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import get_engine, insert_many, one_of, project_lock, session_scope, staged, update_rows
+from worker.db import (
+    dialect_insert,
+    get_engine,
+    insert_many,
+    one_of,
+    project_lock,
+    session_scope,
+    staged,
+    update_rows,
+)
 from worker.models import (
     ClockEvent,
     CostCodeRule,
@@ -223,8 +229,8 @@ class SyncPipeline:
                 raise LookupError(f"project link {self.link_id} does not exist")
             rules = [rule_from_model(r) for r in link.rules]
             job_id, job_number, lookback = link.st_job_id, link.st_job_number, link.lookback_days
-            split_mode, project_id, connection_id = link.split_mode.value, link.procore_project_id, link.connection_id
-        self.connection_id, self.project_id = connection_id, project_id
+            split_mode, project_id = link.split_mode.value, link.procore_project_id
+            self.connection_id, self.project_id = link.connection_id, project_id
 
         # Step 2: refresh what the run needs, once.
         ctx, project, _codes = load_project_context(
@@ -241,7 +247,7 @@ class SyncPipeline:
             awaiting_approval=ctx.timesheets_active,
         )
         if not dry_run:
-            self._store_context(ctx, project, technicians, connection_id)
+            self._store_context(ctx, project, technicians)
 
         # Step 3: the window, widened by the look-back and by a day on each side for pairing.
         scope_start = local_to_utc(window.start - timedelta(days=lookback), time(0), ctx.tz)
@@ -284,7 +290,7 @@ class SyncPipeline:
     # ------------------------------------------------------------------ step 2 / 3 persistence
 
     def _store_context(
-        self, ctx: ProjectContext, project: dict[str, Any], techs: Sequence[ResolvedTechnician], connection_id: int
+        self, ctx: ProjectContext, project: dict[str, Any], techs: Sequence[ResolvedTechnician]
     ) -> None:
         with session_scope(self.database_url) as s:
             link = s.get(ProjectLink, self.link_id)
@@ -293,7 +299,7 @@ class SyncPipeline:
             link.entry_mode = "start_stop" if ctx.start_stop else "hours"
             link.timesheets_active = ctx.timesheets_active
             link.name = str(project.get("name") or link.name)
-            store_technicians(s, connection_id, techs, self.now)
+            store_technicians(s, self.connection_id, techs, self.now)
 
     def _read_events(
         self, job_id: int | None, start: datetime, end: datetime, report: RunReport, *, persist: bool
@@ -378,10 +384,9 @@ class SyncPipeline:
         if not gone:
             return
         with session_scope(self.database_url) as s:
-            for start in range(0, len(gone), ID_LOOKUP_SLICE):
+            for part in slices(gone, ID_LOOKUP_SLICE):
                 s.execute(update(ClockEvent).where(
-                    ClockEvent.project_link_id == self.link_id,
-                    one_of(s, ClockEvent.st_event_id, gone[start : start + ID_LOOKUP_SLICE]),
+                    ClockEvent.project_link_id == self.link_id, one_of(s, ClockEvent.st_event_id, part),
                 ).values(deleted_at=self.now))
 
     # ------------------------------------------------------------------ step 9
@@ -518,11 +523,8 @@ class SyncPipeline:
             ids.update(self._insert_rows(s, fresh))
             if again:
                 s.execute(update(LedgerEntry), again)
-            by_status: dict[LedgerStatus | None, list[int]] = {}
-            for p in creates:
-                by_status.setdefault(previous.get(p.source_key), []).append(ids[p.source_key])
-            for old, row_ids in by_status.items():
-                self._copy_history(s, row_ids, old, LedgerStatus.pending, None, "claimed for posting")
+            self._copy_history(s, [(ids[p.source_key], previous.get(p.source_key)) for p in creates],
+                               LedgerStatus.pending, None, "claimed for posting")
         claimed = [Sendable(ids[p.source_key], p.source_key, p.content_hash, p.payload, p.hours, LedgerStatus.pending,
                             p.work_date, p.party_id) for p in creates]
         self.progress("claimed", len(claimed), len(claimed))
@@ -539,10 +541,9 @@ class SyncPipeline:
             return {}
         insert_many(s, LedgerEntry.__table__, values)
         ids: dict[str, int] = {}
-        for start in range(0, len(values), ID_LOOKUP_SLICE):
-            keys = [v["source_key"] for v in values[start : start + ID_LOOKUP_SLICE]]
+        for part in slices([v["source_key"] for v in values], ID_LOOKUP_SLICE):
             ids.update(s.execute(select(LedgerEntry.source_key, LedgerEntry.id).where(
-                LedgerEntry.connection_id == self.connection_id, one_of(s, LedgerEntry.source_key, keys))).tuples().all())
+                LedgerEntry.connection_id == self.connection_id, one_of(s, LedgerEntry.source_key, part))).tuples().all())
         return ids
 
     def _post_all(self, rows: list[Sendable], report: RunReport) -> None:
@@ -557,8 +558,8 @@ class SyncPipeline:
             found = self._reconcile(unknown_rows)
             resend = [r for r in unknown_rows if r.id not in found]
             pending_unknown = []
-            for start in range(0, len(resend), self.chunk_size):
-                pending_unknown.extend(self._post_chunk(resend[start : start + self.chunk_size], report))
+            for chunk in slices(resend, self.chunk_size):
+                pending_unknown.extend(self._post_chunk(list(chunk), report))
 
     def _post_chunk(self, rows: list[Sendable], report: RunReport) -> list[int]:
         """POST one bulk chunk of rows as they were committed. Returns the ids whose outcome is unknown."""
@@ -751,9 +752,6 @@ class SyncPipeline:
 
     def _mark_posted(self, pairs: list[tuple[Sendable, dict[str, Any]]], report: RunReport) -> None:
         table = LedgerEntry.__table__
-        by_status: dict[LedgerStatus, list[int]] = {}
-        for sent, _ in pairs:
-            by_status.setdefault(sent.status, []).append(sent.id)
         with session_scope(self.database_url) as s:
             update_rows(
                 s, table,
@@ -762,9 +760,8 @@ class SyncPipeline:
                 status=LedgerStatus.posted, posted_at=self.now, reason=None, detail=None,
                 updated_at=func.current_timestamp(),
             )
-            detail = literal("Procore entry ") + cast(LedgerEntry.procore_entry_id, String)
-            for old, ids in by_status.items():
-                self._copy_history(s, ids, old, LedgerStatus.posted, None, detail)
+            self._copy_history(s, [(sent.id, sent.status) for sent, _ in pairs], LedgerStatus.posted, None,
+                               literal("Procore entry ") + cast(LedgerEntry.procore_entry_id, String))
         report.posted += len(pairs)
         report.hours += sum((sent.hours or Decimal("0") for sent, _ in pairs), Decimal("0"))
 
@@ -800,19 +797,24 @@ class SyncPipeline:
                 "to_status": str(new), "reason": reason, "detail": detail, "at": self.now}
 
     def _copy_history(
-        self, s: Session, ids: list[int], old: LedgerStatus | None, new: LedgerStatus, reason: str | None,
+        self, s: Session, changes: Sequence[tuple[int, LedgerStatus | None]], new: LedgerStatus, reason: str | None,
         detail: str | ColumnElement[str],
     ) -> None:
-        """History rows of many ledger rows that made the same change, written by the database itself
-        (INSERT ... SELECT from the ledger rows; `detail` may be an expression of their columns)."""
+        """History rows of many ledger rows (id, status they leave) that all move to `new`, written by the
+        database itself: one INSERT ... SELECT from the ledger rows per old status (`detail` may be an
+        expression of their columns)."""
+        by_status: dict[LedgerStatus | None, list[int]] = {}
+        for row_id, old in changes:
+            by_status.setdefault(old, []).append(row_id)
         columns = ["ledger_entry_id", "run_id", "from_status", "to_status", "reason", "detail", "at"]
         detail_value = literal(detail, Text) if isinstance(detail, str) else detail
-        for start in range(0, len(ids), ID_LOOKUP_SLICE):
-            rows = select(
-                LedgerEntry.id, literal(self.run_id, Integer), literal(str(old) if old else None, String),
-                literal(str(new), String), literal(reason, String), detail_value, literal(self.now, UtcDateTime),
-            ).where(one_of(s, LedgerEntry.id, ids[start : start + ID_LOOKUP_SLICE]))
-            s.execute(insert(LedgerHistory).from_select(columns, rows))
+        for old, ids in by_status.items():
+            for part in slices(ids, ID_LOOKUP_SLICE):
+                rows = select(
+                    LedgerEntry.id, literal(self.run_id, Integer), literal(str(old) if old else None, String),
+                    literal(str(new), String), literal(reason, String), detail_value, literal(self.now, UtcDateTime),
+                ).where(one_of(s, LedgerEntry.id, part))
+                s.execute(insert(LedgerHistory).from_select(columns, rows))
 
     def _add_history(self, s: Session, changes: list[tuple[int, LedgerStatus | str | None, LedgerStatus,
                                                           str | None, str | None]]) -> None:
@@ -927,9 +929,9 @@ def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTe
     ))
 
 
-def dialect_insert(s: Session, table: Table) -> Any:
-    """INSERT with ON CONFLICT for the session's database (PostgreSQL, or SQLite in the demo)."""
-    return (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+def slices(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """`items` cut into consecutive pieces of at most `size`."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _selected(planned: list[PlannedRow], selection: Selection, punches: Sequence[Punch]) -> list[PlannedRow]:
