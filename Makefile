@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-quick services emulators clean
+.PHONY: demo test test-fast lint bench bench-quick services system-deps emulators clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,16 @@ demo: $(STAMP)
 	$(BIN)/python -m worker.demo
 
 ## test: the whole suite against real PostgreSQL, Redis and the emulators
-test: $(STAMP) services
+test: $(STAMP) services system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 services:
 	./scripts/services.sh
+
+## system-deps: Chromium and promtool, installed with apt-get when missing
+system-deps:
+	./scripts/system-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
