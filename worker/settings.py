@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The demo runs on embedded defaults, so it needs a key; anything else must bring its own.
 DEMO_SECRET_KEY = "c3RzeW5jIGRlbW8ga2V5OiBub3QgZm9yIHByb2QhISE="  # 32 bytes, public on purpose
+MAKE_A_KEY = "  python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 
 
 class Settings(BaseSettings):
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     procore_api_url: str = "https://api.procore.com"
     procore_login_url: str = "https://login.procore.com"
     stsync_secret_key: SecretStr | None = None
+    stsync_secret_keys: SecretStr | None = Field(
+        default=None, description="comma-separated Fernet keys, newest first: the newest encrypts, all decrypt"
+    )
     stsync_demo: bool = False
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
@@ -37,7 +41,31 @@ class Settings(BaseSettings):
         description="how long a worker reuses a company's configuration, cost types and rounding rule (0: never)",
     )
     flower_basic_auth: SecretStr | None = None
+    flower_address: str = Field(default="127.0.0.1", description="where Flower listens unless told otherwise")
     dispatch_interval_s: float = Field(default=60.0, description="how often beat runs the dispatcher")
+
+    max_window_days: int = Field(default=400, gt=0, description="the longest sync window a request may ask for")
+    max_event_ids: int = Field(default=2000, gt=0, description="the most clock events one manual sync may name")
+    smtp_url: SecretStr | None = Field(default=None, description="where digests are sent from; None: no e-mail")
+    digest_from: str = "stsync@localhost"
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token that /metrics requires")
+    web_bind: str = "127.0.0.1:8000"
+    web_secure_cookies: bool = Field(default=False, description="session cookies only over HTTPS")
+    lease_ttl_s: int = Field(default=90, gt=0, description="a run lease expires this long after its last heartbeat")
+    lease_heartbeat_s: int = Field(default=20, gt=0, description="how often a running sync renews its lease")
+    webhook_max_body_bytes: int = Field(default=1_000_000, gt=0)
+    webhook_debounce_s: int = Field(
+        default=20, ge=0, description="webhooks for one project within this many seconds make one sync"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_renews_before_the_lease_expires(self) -> Settings:
+        if self.lease_heartbeat_s >= self.lease_ttl_s:
+            raise ValueError(
+                f"LEASE_HEARTBEAT_S ({self.lease_heartbeat_s}) must be shorter than LEASE_TTL_S ({self.lease_ttl_s}), "
+                "or a healthy run loses its lease"
+            )
+        return self
 
     @property
     def rate_budget_url(self) -> str | None:
@@ -52,24 +80,38 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def secret_key(self) -> str:
-        """The Fernet key that encrypts credentials at rest.
+    def secret_keys(self) -> list[str]:
+        """The Fernet keys for credentials at rest, newest first: the first encrypts, every one decrypts.
 
-        Outside the demo a missing key is an error that says how to make one.
+        STSYNC_SECRET_KEYS lists them for a rotation; a STSYNC_SECRET_KEY beside it is kept as the oldest, so
+        adding the new list before dropping the old single key never makes a stored secret unreadable.
+        Outside the demo no key at all is an error that says how to make one.
         """
-        if self.stsync_secret_key is not None and self.stsync_secret_key.get_secret_value():
-            return self.stsync_secret_key.get_secret_value()
+        keys = _split_keys(self.stsync_secret_keys)
+        keys += [key for key in _split_keys(self.stsync_secret_key) if key not in keys]
+        if keys:
+            return keys
         if self.stsync_demo:
-            return DEMO_SECRET_KEY
+            return [DEMO_SECRET_KEY]
         raise MissingSecretKey()
+
+    def secret_key(self) -> str:
+        """The newest key: the one that encrypts."""
+        return self.secret_keys()[0]
+
+
+def _split_keys(value: SecretStr | None) -> list[str]:
+    if value is None:
+        return []
+    return [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
 
 
 class MissingSecretKey(RuntimeError):
     def __init__(self) -> None:
         super().__init__(
-            "STSYNC_SECRET_KEY is not set. Stored credentials are encrypted with it. Make one with\n"
-            "  python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'\n"
-            "and export STSYNC_SECRET_KEY=<that value> (keep it safe: without it the stored credentials are unreadable)."
+            "STSYNC_SECRET_KEY is not set (nor STSYNC_SECRET_KEYS). Stored credentials are encrypted with it. "
+            f"Make one with\n{MAKE_A_KEY}\nand export STSYNC_SECRET_KEY=<that value> "
+            "(keep it safe: without it the stored credentials are unreadable)."
         )
 
 
