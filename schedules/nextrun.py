@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Literal, get_args
 
-from schedules.periods import PayrollKind, Period, nightly_window, period_containing, weekly_window
+from schedules.periods import Period, nightly_window, period_containing, weekly_window
+from worker.enums import PayrollKind, ScheduleKind
 
-ScheduleKindName = Literal["nightly", "weekly", "payroll"]
-SCHEDULE_KINDS: frozenset[str] = frozenset(get_args(ScheduleKindName))
 # A run date is found well within this many days for every kind (a month plus grace); more means a bad spec.
 _MAX_SEARCH_DAYS = 400
 
@@ -27,7 +25,7 @@ class ScheduleSpec:
     given to another kind is ignored, as `period_containing` does.
     """
 
-    kind: ScheduleKindName
+    kind: ScheduleKind
     at: time
     weekday: int | None = None
     payroll_kind: PayrollKind | None = None
@@ -35,16 +33,18 @@ class ScheduleSpec:
     grace_days: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULE_KINDS:
-            raise ValueError(f"schedule kind {self.kind!r} is not one of nightly, weekly, payroll")
+        try:
+            object.__setattr__(self, "kind", ScheduleKind(self.kind))
+        except ValueError:
+            raise ValueError(f"schedule kind {self.kind!r} is not one of nightly, weekly, payroll") from None
         if self.at.tzinfo is not None:
             raise ValueError(f"a schedule's time is a local wall time without a zone, got {self.at.isoformat()}")
-        if self.kind == "weekly":
+        if self.kind is ScheduleKind.weekly:
             if self.weekday is None or not 0 <= self.weekday <= 6:
                 raise ValueError(f"a weekly schedule needs a weekday from 0 (Monday) to 6, got {self.weekday!r}")
         elif self.weekday is not None:
             raise ValueError(f"only a weekly schedule has a weekday; a {self.kind} one got {self.weekday!r}")
-        if self.kind == "payroll":
+        if self.kind is ScheduleKind.payroll:
             if self.payroll_kind is None:
                 raise ValueError("a payroll schedule needs a payroll kind: weekly, biweekly, semimonthly or monthly")
             kind = PayrollKind(self.payroll_kind)
@@ -111,9 +111,9 @@ def _offset(at: datetime, tz: tzinfo) -> timedelta | None:
 
 def _window_of_run_on(spec: ScheduleSpec, d: date) -> Period | None:
     """The window of the run scheduled on local date `d`, or None when `spec` doesn't run that day."""
-    if spec.kind == "nightly":
+    if spec.kind is ScheduleKind.nightly:
         return nightly_window(d)
-    if spec.kind == "weekly":
+    if spec.kind is ScheduleKind.weekly:
         return weekly_window(d) if d.weekday() == spec.weekday else None
     assert spec.payroll_kind is not None  # checked by ScheduleSpec
     last_day = d - timedelta(days=1 + spec.grace_days)

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import calendar
-import enum
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-
-class PayrollKind(enum.StrEnum):
-    weekly = "weekly"
-    biweekly = "biweekly"
-    semimonthly = "semimonthly"  # 1st–15th and 16th–last day
-    monthly = "monthly"
+from worker.enums import PayrollKind
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.args import boolean, id_list, optional_date, positive_int
 from worker.app import app
-from worker.models import RunTrigger
+from worker.enums import RunTrigger
 from worker.sync.runner import execute_run, find_link
 from worker.sync.triggers import payroll_window, request_window, start_run
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from worker.db import insert_many, one_of, staged, update_rows
-from worker.models import Base, ClockEvent, LedgerEntry, LedgerStatus
+from worker.enums import LedgerStatus
+from worker.models import Base, ClockEvent, LedgerEntry
 
 AT = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
 

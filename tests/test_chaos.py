@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from emulators.world import generate_world
 from worker.db import session_scope
-from worker.models import Connection, LedgerEntry, LedgerStatus, RunStatus, SyncRun
+from worker.enums import LedgerStatus, RunStatus
+from worker.models import Connection, LedgerEntry, SyncRun
 from worker.sync.context import resolve_technicians
 from worker.sync.events import punch_from_event
 from worker.sync.plan import ProjectContext, plan_rows

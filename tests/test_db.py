@@ -15,17 +15,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
-from worker.models import (
-    Base,
-    Connection,
-    EntryMode,
-    LedgerEntry,
-    LedgerStatus,
-    ProjectLink,
-    RunStatus,
-    RunTrigger,
-    SyncRun,
-)
+from worker.enums import EntryMode, LedgerStatus, RunStatus, RunTrigger
+from worker.models import Base, Connection, LedgerEntry, ProjectLink, SyncRun
 
 from .conftest import PG_ADMIN_URL, TEST_SECRET_KEY
 

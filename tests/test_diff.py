@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.enums import LedgerStatus, SkipReason
 from worker.sync.diff import (
+    DELETED_BY_PERSON,
     Action,
     ActionKind,
     Desired,
@@ -16,7 +18,6 @@ from worker.sync.diff import (
     content_hash,
     diff,
 )
-from worker.sync.types import SkipReason
 
 K = "101:2026-06-10"
 CONFIG = [SkipReason.no_employee_id, SkipReason.invalid_employee_id, SkipReason.unmapped]
@@ -50,7 +51,7 @@ def one(want: Desired | None, have: LedgerView | None) -> Action:
         (post(), None, ActionKind.create, None),
         (post(), row("skipped", None, reason="unmapped"), ActionKind.create, "was skipped"),
         (post(), row("deleted"), ActionKind.create, "was deleted"),
-        (post(), row("retired", None), ActionKind.create, "was retired"),
+        (post(), row("deleted_in_procore", None), ActionKind.unchanged, DELETED_BY_PERSON),
         (post("h1"), row("failed", "h1", reason="cost code refused"), ActionKind.unchanged, "cost code refused"),
         (post("h2"), row("failed", "h1", reason="cost code refused"), ActionKind.create,
          "changed since Procore refused it"),
@@ -81,7 +82,7 @@ def one(want: Desired | None, have: LedgerView | None) -> Action:
         (None, row("skipped", None, reason="unmapped"), ActionKind.retire, "source no longer present"),
         (None, row("failed"), ActionKind.retire, "source no longer present"),
         (None, row("deleted"), ActionKind.unchanged, "already removed"),
-        (None, row("retired"), ActionKind.unchanged, "already removed"),
+        (None, row("deleted_in_procore"), ActionKind.unchanged, "already removed"),
         (None, row("needs_review", reason="approved"), ActionKind.unchanged, "approved"),
     ],
 )
@@ -134,7 +135,7 @@ def test_content_hash_is_sha256_of_canonical_json() -> None:
 
 # --------------------------------------------------------------------------- property
 
-STATUSES = ["pending", "posted", "unknown", "failed", "skipped", "deleted", "retired", "needs_review"]
+STATUSES = [s.value for s in LedgerStatus]
 keys = st.sampled_from([f"{n}:2026-06-1{d}" for n in range(1, 6) for d in range(3)])
 hashes = st.sampled_from(["h1", "h2"])
 desired_rows = st.one_of(

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from emulators.world import generate_world
 from worker.db import session_scope
-from worker.models import RunStatus, RunTrigger, SyncRun
+from worker.enums import RunStatus, RunTrigger
+from worker.models import SyncRun
 
 from . import processes
 from .stsync_env import Stsync, point_at_emulator

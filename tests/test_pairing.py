@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.enums import SkipReason
 from worker.sync.pairing import pair_punches
-from worker.sync.types import Interval, Punch, SkipReason
+from worker.sync.types import Interval, Punch
 
 T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # 08:00 EDT
 NAMES = {7: "Dana Reyes", 8: "Sam Okafor"}

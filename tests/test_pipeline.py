@@ -10,7 +10,8 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from worker.db import session_scope
-from worker.models import ClockEvent, LedgerEntry, LedgerStatus
+from worker.enums import LedgerStatus
+from worker.models import ClockEvent, LedgerEntry
 
 from .stsync_env import write_calls
 

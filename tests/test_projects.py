@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.models import LedgerStatus
+from worker.enums import LedgerStatus
 
 from .test_pipeline import END, START, ledger
 

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from worker.db import session_scope
-from worker.models import Connection, LedgerEntry, LedgerStatus, SyncRun
+from worker.enums import LedgerStatus
+from worker.models import Connection, LedgerEntry, SyncRun
 
 from .stsync_env import write_calls
 from .test_pipeline import END, START, assert_exactly_once, first_project, ledger

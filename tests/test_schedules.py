@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schedules.nextrun import ScheduledRun, ScheduleSpec, local_to_utc, next_run
-from schedules.periods import (
-    PayrollKind,
-    Period,
-    last_closed_period,
-    nightly_window,
-    period_containing,
-    weekly_window,
-)
+from schedules.periods import Period, last_closed_period, nightly_window, period_containing, weekly_window
+from worker.enums import PayrollKind
 
 NY = ZoneInfo("America/New_York")
 LA = ZoneInfo("America/Los_Angeles")

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import select
 
 from worker.db import session_scope
-from worker.models import RunStatus, RunTrigger, SyncRun
+from worker.enums import RunStatus, RunTrigger
+from worker.models import SyncRun
 
 from .test_pipeline import assert_exactly_once, first_project
 

@@ -16,24 +16,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules.nextrun import next_run
-from schedules.periods import PayrollKind, Period
+from schedules.periods import Period
 from worker.clients.errors import ApiError, CredentialsRejected, NeedsReauthorization
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 from worker.clients.servicetrade import ServiceTradeClient
 from worker.connections import NoConnection, get_connection, procore_client, servicetrade_client
 from worker.crypto import SecretKeyMismatch
 from worker.db import ProjectBusy, session_scope
+from worker.enums import LedgerStatus, PayrollKind, RunStatus, RunTrigger
 from worker.logging import configure_logging, register_secret
-from worker.models import (
-    Connection,
-    CostCodeRule,
-    LedgerEntry,
-    LedgerStatus,
-    ProjectLink,
-    RunStatus,
-    RunTrigger,
-    SyncRun,
-)
+from worker.models import Connection, CostCodeRule, LedgerEntry, ProjectLink, SyncRun
 from worker.projects import LinkRefused, check_project, link_project, technician_dict
 from worker.settings import MissingSecretKey, get_settings
 from worker.sync.pipeline import Selection

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules.nextrun import ScheduleSpec, next_run
-from schedules.periods import PayrollKind
 from worker.db import session_scope
-from worker.models import ProjectLink, RunStatus, RunTrigger, Schedule, SyncRun
+from worker.enums import PayrollKind, RunStatus, RunTrigger
+from worker.models import ProjectLink, Schedule, SyncRun
 from worker.settings import get_settings
 from worker.sync.runner import create_run
 

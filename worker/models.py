@@ -33,6 +33,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from worker.crypto import EncryptedText
+from worker.enums import (  # noqa: F401 - the stored enums, importable with the models
+    EntryMode,
+    LedgerStatus,
+    RunStatus,
+    RunTrigger,
+    ScheduleKind,
+    SplitMode,
+    TechnicianStatus,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -70,55 +79,6 @@ class Base(DeclarativeBase):
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # Stored as the value strings, checked by a constraint on SQLite and a native type on PostgreSQL.
     return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e], validate_strings=True)
-
-
-class LedgerStatus(enum.StrEnum):
-    pending = "pending"
-    posted = "posted"
-    unknown = "unknown"
-    failed = "failed"
-    skipped = "skipped"
-    deleted = "deleted"
-    needs_review = "needs_review"
-
-
-class EntryMode(enum.StrEnum):
-    hours = "hours"
-    start_stop = "start_stop"
-
-
-class SplitMode(enum.StrEnum):
-    midnight = "midnight"
-    start_date = "start_date"
-
-
-class TechnicianStatus(enum.StrEnum):
-    ok = "ok"
-    no_employee_id = "no_employee_id"
-    invalid_employee_id = "invalid_employee_id"
-    not_employee = "not_employee"
-
-
-class ScheduleKind(enum.StrEnum):
-    nightly = "nightly"
-    weekly = "weekly"
-    payroll = "payroll"
-
-
-class RunStatus(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    deferred = "deferred"
-
-
-class RunTrigger(enum.StrEnum):
-    schedule = "schedule"
-    cli = "cli"
-    task = "task"
-    manual = "manual"
-    retry = "retry"
 
 
 class Connection(Base):

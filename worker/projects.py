@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from worker.clients.errors import OutcomeUnknown
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.models import Connection, EntryMode, ProjectLink, SplitMode
+from worker.enums import EntryMode, SplitMode
+from worker.models import Connection, ProjectLink
 from worker.settings import get_settings
 from worker.sync.context import (
     REQUIRED_PROJECT_FIELDS,

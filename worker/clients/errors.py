@@ -60,8 +60,18 @@ class BulkValidationFailed(ValidationFailed):
         self.index_errors = index_errors or {}
 
 
-class EntryLocked(ValidationFailed):
-    """An approved or completed timecard entry can't be changed or deleted (P-7)."""
+class BulkRouteRefused(ApiError):
+    """Procore refused the bulk route itself (P-12): 403 or 404 on `companies/{cid}/timesheets`, or 400 (a cap on
+    the number of entries smaller than ours). Nothing was created; the entries may be sent one by one instead."""
+
+
+class EntryRefused(ApiError):
+    """A PATCH or DELETE of a timecard entry was refused with 403 or 422. `status` and `message` are Procore's: read
+    the entry back to tell a locked (approved or completed) entry from another refusal."""
+
+
+class EntryLocked(EntryRefused, ValidationFailed):
+    """An approved or completed timecard entry can't be changed or deleted (P-7): Procore's message says so."""
 
 
 class RateLimited(ApiError):

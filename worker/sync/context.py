@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
+from worker.enums import TechnicianStatus
 from worker.sync.plan import ProjectContext, TechnicianView
 from worker.sync.types import RoundingRule
 
@@ -133,7 +134,7 @@ class ResolvedTechnician:
     name: str
     employee_id: str | None
     party_id: int | None
-    status: str
+    status: TechnicianStatus
     problem: str | None
 
     def view(self) -> TechnicianView:
@@ -155,23 +156,23 @@ def resolve_technicians(
         name = str(user.get("name") or f"{user.get('firstName', '')} {user.get('lastName', '')}".strip())
         emp = str(((user.get("externalIds") or {}).get("procore")) or "").strip() or None
         if emp is None:
-            resolved.append(ResolvedTechnician(uid, name, None, None, "no_employee_id",
+            resolved.append(ResolvedTechnician(uid, name, None, None, TechnicianStatus.no_employee_id,
                                                f"{name} has no Procore Employee ID in ServiceTrade"))
             continue
         person = by_employee_id.get(emp)
         if person is None:
             resolved.append(ResolvedTechnician(
-                uid, name, emp, None, "invalid_employee_id",
+                uid, name, emp, None, TechnicianStatus.invalid_employee_id,
                 f"{name}'s Procore Employee ID {emp!r} matches no Procore person; correct it in ServiceTrade"))
             continue
         full = f"{person.get('first_name', '')} {person.get('last_name', '')}".strip()
         if not person.get("is_employee"):
             resolved.append(ResolvedTechnician(
-                uid, name, emp, int(person["id"]), "not_employee",
+                uid, name, emp, int(person["id"]), TechnicianStatus.not_employee,
                 f"{name}'s Procore Employee ID {emp!r} belongs to {full}, who is not marked as an employee in "
                 "Procore"))
             continue
-        resolved.append(ResolvedTechnician(uid, name, emp, int(person["id"]), "ok", None))
+        resolved.append(ResolvedTechnician(uid, name, emp, int(person["id"]), TechnicianStatus.ok, None))
     return resolved
 
 

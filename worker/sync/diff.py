@@ -13,18 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.sync.types import SkipReason
+from worker.enums import UNRESOLVED_STATUSES, LedgerStatus, SkipReason
 
-LEDGER_STATUSES = frozenset(
-    {"pending", "posted", "unknown", "failed", "skipped", "deleted", "retired", "needs_review"}
-)
-_UNRESOLVED = frozenset({"pending", "unknown"})  # sent, or about to be, with no known outcome
-_NOT_IN_PROCORE = frozenset({"skipped", "deleted", "retired"})
+# Nothing of these rows is in Procore (a person deleted it there, or it never got there).
+_NOT_IN_PROCORE = frozenset({LedgerStatus.skipped, LedgerStatus.deleted})
 
 SOURCE_GONE = "source no longer present"
 RESOLVED = "resolved"
 MANUAL = "manual entry: left alone by scheduled runs"
 ALREADY_REMOVED = "already removed"
+DELETED_BY_PERSON = "deleted in Procore by a person: not posted again unless someone asks"
 
 
 class ActionKind(enum.StrEnum):
@@ -61,7 +59,7 @@ class LedgerView:
     """The ledger row of one source key as the diff needs it."""
 
     source_key: str
-    status: str  # pending|posted|unknown|failed|skipped|deleted|needs_review
+    status: LedgerStatus
     content_hash: str | None
     procore_entry_id: int | None
     approved: bool
@@ -69,8 +67,11 @@ class LedgerView:
     reason: str | None
 
     def __post_init__(self) -> None:
-        if self.status not in LEDGER_STATUSES:
-            raise ValueError(f"ledger row {self.source_key!r} has an unknown status {self.status!r}")
+        try:
+            status = LedgerStatus(self.status)
+        except ValueError:
+            raise ValueError(f"ledger row {self.source_key!r} has an unknown status {self.status!r}") from None
+        object.__setattr__(self, "status", status)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def content_hash(payload: Mapping[str, Any]) -> str:
 def _decide(want: Desired | None, row: LedgerView | None, key: str) -> Action:
     if row is not None and row.manual:
         return Action(ActionKind.unchanged, key, MANUAL)
-    if row is not None and row.status in _UNRESOLVED:
+    if row is not None and row.status in UNRESOLVED_STATUSES:
         return Action(ActionKind.reconcile, key, f"earlier post is {row.status}: look it up in Procore first")
     if want is None:
         assert row is not None  # the key came from one of the two mappings
@@ -107,13 +108,15 @@ def _decide(want: Desired | None, row: LedgerView | None, key: str) -> Action:
 
 def _post(want: Desired, new_hash: str, row: LedgerView | None) -> Action:
     key = want.source_key
+    if row is not None and row.status == LedgerStatus.deleted_in_procore:
+        return Action(ActionKind.unchanged, key, DELETED_BY_PERSON)
     if row is None or row.status in _NOT_IN_PROCORE:
         return Action(ActionKind.create, key, None if row is None else f"was {row.status}")
-    if row.status == "failed":
+    if row.status == LedgerStatus.failed:
         if row.content_hash == new_hash:
             return Action(ActionKind.unchanged, key, row.reason)  # same entry, same refusal: don't resend it
         return Action(ActionKind.create, key, "changed since Procore refused it")
-    if row.status == "needs_review":
+    if row.status == LedgerStatus.needs_review:
         if row.content_hash == new_hash:
             return Action(ActionKind.unchanged, key, RESOLVED)
         return Action(ActionKind.unchanged, key, row.reason)
@@ -127,9 +130,9 @@ def _post(want: Desired, new_hash: str, row: LedgerView | None) -> Action:
 
 def _skip(want: Desired, reason: SkipReason, row: LedgerView | None) -> Action:
     key = want.source_key
-    if row is not None and row.status == "needs_review":
+    if row is not None and row.status in (LedgerStatus.needs_review, LedgerStatus.deleted_in_procore):
         return Action(ActionKind.unchanged, key, row.reason)  # a person decides what happens to it
-    if row is None or row.status != "posted":
+    if row is None or row.status != LedgerStatus.posted:
         return Action(ActionKind.skip, key, reason.value)
     # posted
     if not want.source_derived:
@@ -142,12 +145,12 @@ def _skip(want: Desired, reason: SkipReason, row: LedgerView | None) -> Action:
 
 def _source_gone(row: LedgerView) -> Action:
     key = row.source_key
-    if row.status == "posted":
+    if row.status == LedgerStatus.posted:
         if row.approved:
             return Action(ActionKind.needs_review, key, SOURCE_GONE)
         return Action(ActionKind.delete, key, SOURCE_GONE)
-    if row.status in ("skipped", "failed"):
+    if row.status in (LedgerStatus.skipped, LedgerStatus.failed):
         return Action(ActionKind.retire, key, SOURCE_GONE)
-    if row.status == "needs_review":
+    if row.status == LedgerStatus.needs_review:
         return Action(ActionKind.unchanged, key, row.reason)
-    return Action(ActionKind.unchanged, key, ALREADY_REMOVED)  # deleted / retired: nothing left to do
+    return Action(ActionKind.unchanged, key, ALREADY_REMOVED)  # deleted (by us or a person): nothing to do

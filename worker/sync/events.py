@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.enums import ACTIVITIES, EVENT_TYPES
 from worker.sync.types import Punch
 
-EVENT_TYPES = frozenset({"clockIn", "clockOut"})
-ACTIVITIES = frozenset({"onsite", "enroute", "offsite", "onbreak"})
 # Epoch seconds stay below this until the year 5138; a larger number is milliseconds (or garbage).
 _MAX_EPOCH_SECONDS = 10**11
 

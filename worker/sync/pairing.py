@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from worker.sync.types import ACTIVITIES, EVENT_TYPES, Interval, Punch, SkippedPunches, SkipReason
+from worker.enums import ACTIVITIES, EVENT_TYPES, SkipReason
+from worker.sync.types import Interval, Punch, SkippedPunches
 
 # A shift longer than a day is a forgotten clock-out, not work: it would post absurd hours.
 MAX_INTERVAL = timedelta(hours=24)

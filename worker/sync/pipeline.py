@@ -52,15 +52,14 @@ from worker.db import (
     staged,
     update_rows,
 )
+from worker.enums import LedgerStatus, TechnicianStatus
 from worker.models import (
     ClockEvent,
     CostCodeRule,
     LedgerEntry,
     LedgerHistory,
-    LedgerStatus,
     ProjectLink,
     Technician,
-    TechnicianStatus,
     UtcDateTime,
 )
 from worker.settings import get_settings

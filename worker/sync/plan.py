@@ -10,13 +10,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from worker.enums import SkipReason, TechnicianStatus
 from worker.sync.diff import content_hash
 from worker.sync.hours import format_hours, hours_between
 from worker.sync.pairing import pair_punches
 from worker.sync.rounding import round_interval
 from worker.sync.rules import match_rule
 from worker.sync.splitting import split_interval
-from worker.sync.types import CostRule, Interval, Punch, RoundingRule, SkipReason
+from worker.sync.types import CostRule, Interval, Punch, RoundingRule
 
 SOURCE_DERIVED = frozenset(
     {
@@ -48,7 +49,7 @@ class TechnicianView:
     st_user_id: int
     name: str
     party_id: int | None
-    status: str  # ok | no_employee_id | invalid_employee_id | not_employee
+    status: TechnicianStatus
     problem: str | None = None
 
 
@@ -213,9 +214,9 @@ def _party_problem(interval: Interval, tech: TechnicianView | None) -> tuple[Ski
             f"{interval.user_name} (ServiceTrade user {interval.user_id}) is not in ServiceTrade's technician list, "
             "so no Procore Employee ID is known",
         )
-    if tech.party_id is not None and tech.status == "ok":
+    if tech.party_id is not None and tech.status is TechnicianStatus.ok:
         return None
-    if tech.status == "no_employee_id":
+    if tech.status is TechnicianStatus.no_employee_id:
         return (
             SkipReason.no_employee_id,
             f"{tech.name} (ServiceTrade user {tech.st_user_id}) has no Procore Employee ID; set externalIds.procore "

@@ -19,7 +19,8 @@ from schedules.periods import Period
 from worker.clients.errors import ApiError, DeferRun, NeedsReauthorization
 from worker.connections import procore_client, servicetrade_client
 from worker.db import ProjectBusy, is_unique_violation, session_scope
-from worker.models import Connection, ProjectLink, RunStatus, RunTrigger, SyncRun
+from worker.enums import RunStatus, RunTrigger
+from worker.models import Connection, ProjectLink, SyncRun
 from worker.settings import get_settings
 from worker.sync.pipeline import Progress, RunReport, Selection, SyncPipeline
 

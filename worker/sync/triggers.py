@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules.periods import PayrollKind, Period, last_closed_period, period_containing
-from worker.models import ProjectLink, RunTrigger, Schedule, ScheduleKind, SyncRun
+from schedules.periods import Period, last_closed_period, period_containing
+from worker.enums import PayrollKind, RunTrigger, ScheduleKind
+from worker.models import ProjectLink, Schedule, SyncRun
 from worker.sync.pipeline import Selection
 from worker.sync.runner import create_run
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Literal, get_args
 
-EVENT_TYPES = frozenset({"clockIn", "clockOut"})
-ACTIVITIES = frozenset({"onsite", "enroute", "offsite", "onbreak"})  # ST-5
+from worker.enums import SkipReason
 
 RoundingKind = Literal["up", "down", "nearest", "favor_employee"]
 ROUNDING_KINDS: frozenset[str] = frozenset(get_args(RoundingKind))
@@ -67,18 +65,6 @@ class Interval:
     @property
     def job_id(self) -> int:
         return self.clock_in.job_id
-
-
-class SkipReason(enum.StrEnum):
-    """Why a ledger row is not posted (DESIGN §2)."""
-
-    no_employee_id = "no_employee_id"
-    invalid_employee_id = "invalid_employee_id"
-    unmapped = "unmapped"
-    open_interval = "open_interval"
-    invalid_interval = "invalid_interval"
-    zero_after_rounding = "zero_after_rounding"
-    excluded_activity = "excluded_activity"
 
 
 @dataclass(frozen=True)
