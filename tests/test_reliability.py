@@ -323,8 +323,8 @@ def test_rerun_writes_nothing_even_with_transient_faults(stsync, emulator) -> No
 
 def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync) -> None:  # noqa: ANN001
     from worker.models import Technician
+    from worker.store.technicians import store_technicians
     from worker.sync.context import ResolvedTechnician
-    from worker.sync.pipeline import store_technicians
 
     with session_scope() as s:
         conn_id = s.scalars(select(Connection.id)).one()

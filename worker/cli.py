@@ -327,8 +327,8 @@ def project_show(project_id: int, as_json: bool) -> None:
 @handled
 def technicians(as_json: bool) -> None:
     """Each ServiceTrade technician, their Procore Employee ID and the person it resolves to, or what to fix."""
+    from worker.store.technicians import store_technicians
     from worker.sync.context import fetch_technicians
-    from worker.sync.pipeline import store_technicians
 
     with session_scope() as s:
         conn, procore, st = _clients(s)

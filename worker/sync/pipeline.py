@@ -52,17 +52,17 @@ from worker.db import (
     staged,
     update_rows,
 )
-from worker.enums import LedgerStatus, TechnicianStatus
+from worker.enums import LedgerStatus
 from worker.models import (
     ClockEvent,
     CostCodeRule,
     LedgerEntry,
     LedgerHistory,
     ProjectLink,
-    Technician,
     UtcDateTime,
 )
 from worker.settings import get_settings
+from worker.store.technicians import store_technicians
 from worker.sync.context import ResolvedTechnician, fetch_technicians, load_project_context
 from worker.sync.diff import Action, ActionKind, Desired, LedgerView, diff
 from worker.sync.events import EventProblem, punch_from_event
@@ -907,25 +907,6 @@ def ledger_view(row: LedgerRow, *, manual_override: bool = False) -> LedgerView:
         manual=False if manual_override else row.manual,
         reason=row.reason,
     )
-
-
-def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTechnician], now: datetime) -> None:
-    """Upsert the technicians of a connection. Two projects' runs may refresh the same technicians at once, so
-    this is one INSERT ... ON CONFLICT DO UPDATE, never a read followed by an insert."""
-    if not techs:
-        return
-    rows = [
-        {"connection_id": connection_id, "st_user_id": t.st_user_id, "name": t.name, "employee_id": t.employee_id,
-         "procore_party_id": t.party_id, "status": TechnicianStatus(t.status), "problem": t.problem,
-         "refreshed_at": now}
-        for t in techs
-    ]
-    stmt = dialect_insert(s, Technician.__table__).values(rows)
-    s.execute(stmt.on_conflict_do_update(
-        index_elements=["connection_id", "st_user_id"],
-        set_={k: stmt.excluded[k] for k in ("name", "employee_id", "procore_party_id", "status", "problem",
-                                             "refreshed_at")},
-    ))
 
 
 def slices(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
