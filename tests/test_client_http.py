@@ -451,7 +451,7 @@ def test_timeouts_are_a_connect_and_a_read_timeout() -> None:
 def test_servicetrade_lists_with_a_wrong_shape_are_malformed_naming_endpoint_and_field(stub: Stub) -> None:
     stub.answer(200, {"data": {"authenticated": True, "authToken": "a" * 26,
                                "user": {"id": 1, "name": "API", "company": {"id": 9, "name": "Vendor"}}}})
-    stub.answer(200, {"data": {"page": 1, "events": []}})
+    stub.answer(200, {"data": {"page": 1, "totalPages": "many", "events": []}})
     stub.answer(200, {"data": {"page": 1, "totalPages": 1, "events": {"id": 1}}})
     stub.answer(200, {"data": {"page": 1, "totalPages": 1, "events": [7]}})
     stub.answer(200, {"messages": {"success": ["ok"]}})

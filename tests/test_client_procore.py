@@ -82,6 +82,9 @@ class SpyBudget:
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
         self.events.append(("observe", limit, remaining, reset_epoch))
 
+    def record_response(self, company_id: int, status: int) -> None:
+        self.events.append(("response", company_id, status))
+
 
 # ------------------------------------------------------------------------------------------------ P-1
 
@@ -415,7 +418,7 @@ def test_p5_start_stop_projects_take_times_and_the_single_create_answers_201(wor
     del body["hours"]
     body |= {"time_in": "2026-03-02T07:00:00-06:00", "time_out": "2026-03-02T15:45:00-06:00", "lunch_time": 30}
     pc = client(emulator, h)
-    created = pc.create_entry(pid, body)
+    created = pc.create_entry(body)
     assert created["time_in"] == "2026-03-02T13:00:00Z" and created["hours"] == "8.25"
     assert created["project"]["id"] == pid and created["origin_id"] == 5000
     with pytest.raises(BulkValidationFailed) as info:  # hours on a start/stop project: the wrong kind
@@ -425,15 +428,14 @@ def test_p5_start_stop_projects_take_times_and_the_single_create_answers_201(wor
 
 def test_p5_a_single_create_refused_or_lost(world: dict, emulator: Any) -> None:
     h = world["handles"]
-    pid = h["project_ids"][0]
     pc = client(emulator, h)
     with pytest.raises(ValidationFailed) as info:
-        pc.create_entry(pid, entry(h, 0, hours="25"))
+        pc.create_entry(entry(h, 0, hours="25"))
     assert info.value.status == 422 and "hours: must be less than or equal to 24" in str(info.value)
     emulator.admin.add_faults({"service": "procore", "method": "POST", "path": "timecard_entries$",
                                "kind": "lost_response", "count": 1})
     with pytest.raises(OutcomeUnknown):
-        pc.create_entry(pid, entry(h, 1))
+        pc.create_entry(entry(h, 1))
     assert len(emulator.admin.procore_entries()) == 1
 
 
@@ -528,8 +530,10 @@ def test_p9_rate_limit_headers_are_exposed_and_reported_around_every_call(world:
     pc.company_configuration()
     assert pc.last_rate_limit is not None and pc.last_rate_limit.remaining < first.remaining
     kinds = [e[0] for e in spy.events]
-    assert kinds == ["acquire", "observe"] * 3  # no budget for the token call; the 429 is observed too
-    assert spy.events[3][2] == 0
+    assert kinds == ["acquire", "observe", "response"] * 3  # no budget for the token call; the 429 is observed too
+    assert spy.events[4][2] == 0
+    company = world["handles"]["procore_company_id"]
+    assert [e[1:] for e in spy.events if e[0] == "response"] == [(company, 200), (company, 429), (company, 200)]
 
 
 def test_p9_a_429_without_retry_after_waits_until_the_rate_limit_reset(world: dict, emulator: Any) -> None:

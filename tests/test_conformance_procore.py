@@ -177,7 +177,7 @@ def test_p5_start_stop_projects_take_times_and_single_create(world, emulator) ->
     body = entry(h, 0, project_id=pid, cost_code_id=code["cost_code_id"])
     body.pop("hours")
     body |= {"time_in": "2026-03-02T07:00:00-06:00", "time_out": "2026-03-02T15:30:00-06:00"}
-    created = pc.create_entry(pid, body)
+    created = pc.create_entry(body)
     assert created["time_in"].endswith("Z") and float(created["hours"]) == 8.5
     with pytest.raises(BulkValidationFailed):
         pc.bulk_create_entries([entry(h, 1, project_id=pid, cost_code_id=code["cost_code_id"])])  # hours: wrong kind

@@ -1,4 +1,4 @@
-"""Procore API client (procore.md Part A, P-1..P-11).
+"""Procore API client (procore.md Part A, P-1..P-14).
 
 Tokens (P-2): client credentials by default; a user's refresh token where a person authorised the connection.
 An access token is renewed five minutes before it expires and once on a 401, always under the token store's lock:
@@ -8,7 +8,11 @@ store before it is used. A refresh token that Procore refuses, or one rotated by
 needs a person: NeedsReauthorization says what to run.
 
 Every /rest call sends `Procore-Company-Id` (P-3), takes one call from the shared rate budget first and reports the
-X-Rate-Limit-* headers to it afterwards (P-9). Lists follow `Link: rel="next"` (P-10) and are generators.
+X-Rate-Limit-* headers to it afterwards (P-9), where each answer is also counted by status for the metrics
+(worker/clients/metrics.py). Lists follow `Link: rel="next"` (P-10) and are generators.
+
+A connection made by a person starts with `authorize_url` and `exchange_authorization_code` (P-13); the tokens they
+give are stored and refreshed like any other. Webhook hooks and triggers (P-14) are registered through the client.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 
 from worker.clients.errors import (
     ApiError,
+    BulkRouteRefused,
     BulkValidationFailed,
     CredentialsRejected,
     EntryLocked,
+    EntryRefused,
     MalformedResponse,
     NeedsReauthorization,
     NotFound,
@@ -44,6 +50,11 @@ BULK_MAX = 100
 PER_PAGE = 1000  # ask for big pages; Link rel="next" says whether there are more, whatever size they came in
 REST = "/rest/v1.0"
 TOKEN_PATH = "/oauth/token"
+AUTHORIZE_PATH = "/oauth/authorize"
+HOOKS = f"{REST}/webhooks/hooks"
+WEBHOOK_API_VERSION = "v2"
+WEBHOOK_NAMESPACE = "stsync"
+WEBHOOK_EVENTS = ("create", "update", "delete")
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ class ProcoreClient:
             SERVICE, api_url, timeout=timeout, session=session, sleep=sleep, clock=clock,
             max_attempts=max_attempts, map_error=_map_error,
             before_request=rate_budget.acquire if rate_budget is not None else None,
-            after_response=self._observe_rate_limit,
+            after_response=self._after_response,
         )
         # The login host has no rate-limit headers and no company header: a session of its own over one pool.
         self.login_api = ApiSession(SERVICE, login_url, timeout=timeout, session=self.api.http, sleep=sleep,
@@ -197,17 +208,9 @@ class ProcoreClient:
         return self._token_set(response, call, refresh_token)
 
     def _token_set(self, response: requests.Response, call: Call, old_refresh: str | None) -> TokenSet:
-        body = self.login_api.json(response, call, dict, "the token answer")
-        access = expect(body.get("access_token"), str, "access_token", call, response)
-        expires_in = body.get("expires_in")
-        lifetime = expires_in if isinstance(expires_in, int) and not isinstance(expires_in, bool) \
-            else DEFAULT_TOKEN_LIFETIME_S
-        refresh = body.get("refresh_token")
-        # A client-credentials answer has no refresh token; a refresh answer rotates it (else the old one stays).
-        new_refresh = refresh if isinstance(refresh, str) and refresh else old_refresh
-        self.api.add_secrets(access, new_refresh)
-        self.login_api.add_secrets(access, new_refresh)
-        return TokenSet(access, new_refresh, self._now() + timedelta(seconds=lifetime))
+        tokens = _read_tokens(self.login_api, response, call, old_refresh, self._now())
+        self.api.add_secrets(tokens.access_token, tokens.refresh_token)
+        return tokens
 
     def _map_token_error(self, call: Call, response: requests.Response, message: str) -> ApiError:
         body = json_or_none(response)
@@ -226,6 +229,11 @@ class ProcoreClient:
         return call.fail(NeedsReauthorization, advice, response, details=details)
 
     # ------------------------------------------------------------------ calls
+
+    def _after_response(self, response: requests.Response) -> None:
+        self._observe_rate_limit(response)
+        if self.rate_budget is not None:
+            self.rate_budget.record_response(self.company_id, response.status_code)
 
     def _observe_rate_limit(self, response: requests.Response) -> None:
         headers = response.headers
@@ -347,44 +355,184 @@ class ProcoreClient:
                                             "they may or may not have been created", response)
         return created
 
-    def create_entry(self, project_id: int, entry: Mapping[str, Any]) -> dict[str, Any]:
-        """One entry through the project form (201)."""
-        call = self.api.call("POST", f"{REST}/projects/{{pid}}/timecard_entries")
-        response = self._rest(call, f"{REST}/projects/{project_id}/timecard_entries",
-                              json={"timecard_entry": dict(entry)})
+    def create_entry(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """Create one entry through the company form (P-5, 201): the route to fall back on when the bulk route is
+        refused. `entry` is what a bulk call takes, `project_id` included. Same rate budget and retries as the bulk
+        call: sent again only when the answer proves nothing was created. Returns the entry as Procore answered it.
+        Raises ValidationFailed (400/422: nothing created) or OutcomeUnknown (look it up by origin_id)."""
+        fields = dict(entry)
+        if fields.get("project_id") is None:
+            raise ValueError("a timecard entry needs its project_id")
+        project_id = fields.pop("project_id")
+        call = self.api.call("POST", f"{REST}/companies/{{cid}}/timecard_entries")
+        response = self._rest(call, f"{REST}/companies/{self.company_id}/timecard_entries",
+                              json={"project_id": project_id, "timecard_entry": fields})
         return self._written(call, response, dict)
 
     def list_entries(self, start_date: date | str, end_date: date | str, party_ids: Iterable[int] | None = None
                      ) -> Iterator[dict[str, Any]]:
-        """Company timecard entries of a date range (both included), optionally of some people (P-6): how an
-        unknown outcome is resolved, by matching `origin_id`."""
+        """Company timecard entries of a date range (both included), of every project, optionally of some people
+        (P-6), streamed page by page, a thousand a page: how an unknown outcome is resolved (by `origin_id`) and
+        how entries are compared with what was sent. Each entry is as Procore answered it."""
         params: list[tuple[str, Any]] = [("start_date", _day(start_date)), ("end_date", _day(end_date))]
         params += [("filters[party_id][]", int(p)) for p in party_ids or ()]
         return self._pages(f"{REST}/companies/{{cid}}/timecard_entries",
                            f"{REST}/companies/{self.company_id}/timecard_entries", params)
 
     def get_entry(self, project_id: int, entry_id: int) -> dict[str, Any]:
+        """One entry as Procore holds it (NotFound once deleted): how a refused change is told apart."""
         return self._object(f"{REST}/projects/{{pid}}/timecard_entries/{{id}}",
                             f"{REST}/projects/{project_id}/timecard_entries/{entry_id}")
 
     def update_entry(self, project_id: int, entry_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """PATCH (P-7); EntryLocked when the entry is approved or completed."""
+        """PATCH (P-7); returns the entry as Procore answered it. EntryLocked when Procore says the entry is
+        approved or completed, EntryRefused for any other 403 or 422."""
         call = self.api.call("PATCH", f"{REST}/projects/{{pid}}/timecard_entries/{{id}}")
         response = self._rest(call, f"{REST}/projects/{project_id}/timecard_entries/{entry_id}",
-                              json={"timecard_entry": dict(fields)})
+                              json={"timecard_entry": dict(fields)}, map_error=_map_entry_write_error)
         return self.api.json(response, call, dict)
 
     def delete_entry(self, project_id: int, entry_id: int) -> None:
-        """DELETE (P-7); EntryLocked when approved or completed. A 404 after an attempt that got no answer means
-        that attempt deleted it: done."""
+        """DELETE (P-7); EntryLocked or EntryRefused as for a PATCH. A 404 after an attempt that got no answer
+        means that attempt deleted it: done."""
         call = self.api.call("DELETE", f"{REST}/projects/{{pid}}/timecard_entries/{{id}}")
-        self._rest(call, f"{REST}/projects/{project_id}/timecard_entries/{entry_id}")
+        self._rest(call, f"{REST}/projects/{project_id}/timecard_entries/{entry_id}",
+                   map_error=_map_entry_write_error)
+
+    # ------------------------------------------------------------------ webhooks (P-14)
+
+    def create_hook(self, destination_url: str, destination_headers: Mapping[str, str],
+                    project_id: int | None = None, namespace: str = WEBHOOK_NAMESPACE) -> dict[str, Any]:
+        """Register a hook of the company (or of one project) delivering to `destination_url` with our
+        `destination_headers` (the secret the receiver checks). Returns Procore's hook, with its `id`. A lost
+        answer is OutcomeUnknown: find the hook with `list_hooks` before creating another."""
+        self._keep_secret(destination_headers)
+        call = self.api.call("POST", HOOKS)
+        hook = {"api_version": WEBHOOK_API_VERSION, "namespace": namespace, "destination_url": destination_url,
+                "destination_headers": dict(destination_headers)}
+        response = self._rest(call, HOOKS, json={**self._scope(project_id), "hook": hook})
+        return self._written(call, response, dict)
+
+    def list_hooks(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        return list(self._pages(HOOKS, HOOKS, self._scope(project_id).items()))
+
+    def update_hook(self, hook_id: int, *, destination_url: str | None = None,
+                    destination_headers: Mapping[str, str] | None = None,
+                    project_id: int | None = None) -> dict[str, Any]:
+        """Change where a hook delivers or what it sends (a new secret, say); what is not given stays."""
+        hook: dict[str, Any] = {"api_version": WEBHOOK_API_VERSION}
+        if destination_url is not None:
+            hook["destination_url"] = destination_url
+        if destination_headers is not None:
+            self._keep_secret(destination_headers)
+            hook["destination_headers"] = dict(destination_headers)
+        call = self.api.call("PATCH", f"{HOOKS}/{{id}}")
+        response = self._rest(call, f"{HOOKS}/{int(hook_id)}", json={**self._scope(project_id), "hook": hook})
+        return self.api.json(response, call, dict)
+
+    def delete_hook(self, hook_id: int, project_id: int | None = None) -> None:
+        call = self.api.call("DELETE", f"{HOOKS}/{{id}}")
+        self._rest(call, f"{HOOKS}/{int(hook_id)}", params=self._scope(project_id))
+
+    def create_trigger(self, hook_id: int, event_type: str, resource_name: str = "Timecard Entries",
+                       project_id: int | None = None) -> dict[str, Any]:
+        """Have the hook called when a `resource_name` is created, updated or deleted (`event_type`)."""
+        if event_type not in WEBHOOK_EVENTS:
+            raise ValueError(f"a trigger's event type is one of {', '.join(WEBHOOK_EVENTS)}, not {event_type!r}")
+        call = self.api.call("POST", f"{HOOKS}/{{id}}/triggers")
+        response = self._rest(call, f"{HOOKS}/{int(hook_id)}/triggers", json={
+            **self._scope(project_id), "api_version": WEBHOOK_API_VERSION,
+            "trigger": {"resource_name": resource_name, "event_type": event_type}})
+        return self._written(call, response, dict)
+
+    def list_triggers(self, hook_id: int, project_id: int | None = None) -> list[dict[str, Any]]:
+        return list(self._pages(f"{HOOKS}/{{id}}/triggers", f"{HOOKS}/{int(hook_id)}/triggers",
+                                self._scope(project_id).items()))
+
+    def delete_trigger(self, hook_id: int, trigger_id: int, project_id: int | None = None) -> None:
+        call = self.api.call("DELETE", f"{HOOKS}/{{id}}/triggers/{{trigger_id}}")
+        self._rest(call, f"{HOOKS}/{int(hook_id)}/triggers/{int(trigger_id)}", params=self._scope(project_id))
+
+    def _scope(self, project_id: int | None) -> dict[str, int]:
+        """Hooks and triggers belong to one project, or to the company."""
+        return {"project_id": int(project_id)} if project_id is not None else {"company_id": self.company_id}
+
+    def _keep_secret(self, headers: Mapping[str, str]) -> None:
+        """The delivery headers carry the receiver's secret: never in an error message, whole or as its last
+        word (`Bearer <secret>`)."""
+        for value in headers.values():
+            self.api.add_secrets(value, value.split()[-1] if value.split() else None)
+
+
+# ---------------------------------------------------------------------- connecting as a person (P-13)
+
+
+def authorize_url(login_url: str, client_id: str, redirect_uri: str, state: str) -> str:
+    """Where to send a person who connects stsync to Procore. Procore sends them back to `redirect_uri` with
+    `code` and `state`; the caller checks that `state` is the one it issued before exchanging the code."""
+    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                       "state": state})
+    return f"{login_url.rstrip('/')}{AUTHORIZE_PATH}?{query}"
+
+
+def exchange_authorization_code(
+    login_url: str,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    redirect_uri: str,
+    *,
+    timeout: float = 30.0,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> TokenSet:
+    """The tokens for the `code` of an authorize redirect (P-13), to be saved through the connection's TokenStore;
+    from then on the refresh token is used and rotated like any other. A code is used once and lives ten minutes,
+    so it is never sent twice: NeedsReauthorization when Procore refuses it, CredentialsRejected when it refuses
+    the client, OutcomeUnknown when the answer was lost (the code is spent either way: connect again)."""
+    login = ApiSession(SERVICE, login_url, timeout=timeout, session=session, sleep=sleep, clock=clock,
+                       map_error=_map_code_error)
+    login.add_secrets(client_secret, code)
+    call = login.call("POST", TOKEN_PATH)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": client_id, "client_secret": client_secret}
+    response = login.request(call, TOKEN_PATH, data=form, repeatable=False)
+    return _read_tokens(login, response, call, None, datetime.fromtimestamp(clock(), UTC))
+
+
+def _map_code_error(call: Call, response: requests.Response, message: str) -> ApiError:
+    body = json_or_none(response)
+    if isinstance(body, dict) and body.get("error") == "invalid_grant":
+        return call.fail(NeedsReauthorization, f"Procore refused the authorization code ({message}); a code works "
+                                               "once and for ten minutes: connect to Procore again", response,
+                         details=message)
+    if response.status_code in (400, 401):
+        return call.fail(CredentialsRejected, f"{message or 'the client was refused'}; check the client id and "
+                                              "secret of the Procore app", response, details=body)
+    return map_status(call, response, message)
+
+
+def _read_tokens(login: ApiSession, response: requests.Response, call: Call, old_refresh: str | None,
+                 now: datetime) -> TokenSet:
+    """The TokenSet of a token answer; its tokens become secrets of `login` at once."""
+    body = login.json(response, call, dict, "the token answer")
+    access = expect(body.get("access_token"), str, "access_token", call, response)
+    expires_in = body.get("expires_in")
+    lifetime = expires_in if isinstance(expires_in, int) and not isinstance(expires_in, bool) \
+        else DEFAULT_TOKEN_LIFETIME_S
+    refresh = body.get("refresh_token")
+    # A client-credentials answer has no refresh token; a refresh answer rotates it (else the old one stays).
+    new_refresh = refresh if isinstance(refresh, str) and refresh else old_refresh
+    login.add_secrets(access, new_refresh)
+    return TokenSet(access, new_refresh, now + timedelta(seconds=lifetime))
+
+
+# ---------------------------------------------------------------------- error mapping
 
 
 def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
-    """Procore's 4xx answers with Procore's own words, whatever the body's shape (P-3, P-7, P-11)."""
-    if response.status_code == 422 and _locked(message):
-        return call.fail(EntryLocked, message, response, details=json_or_none(response))
+    """Procore's 4xx answers with Procore's own words, whatever the body's shape (P-3, P-11)."""
     if response.status_code == 401:
         return call.fail(CredentialsRejected, f"{message or 'the access token was refused'} (even right after "
                                               "a new token was fetched)", response)
@@ -392,16 +540,33 @@ def _map_error(call: Call, response: requests.Response, message: str) -> ApiErro
 
 
 def _map_bulk_error(call: Call, response: requests.Response, message: str) -> ApiError:
-    if response.status_code == 422 and not _locked(message):
-        body = json_or_none(response)
+    """A 422 refuses the entries (P-5); a 403 or 404 refuses the route, and so does a 400, since we never send
+    more than BULK_MAX: Procore's own cap is smaller (P-12)."""
+    status = response.status_code
+    body = json_or_none(response)
+    if status in (400, 403, 404):
+        return call.fail(BulkRouteRefused, message or f"status {status} without a message", response, details=body)
+    if status == 422:
         return call.fail(BulkValidationFailed, message or "the entries were refused", response, details=body,
                          index_errors=_index_errors(body))
     return _map_error(call, response, message)
 
 
+def _map_entry_write_error(call: Call, response: requests.Response, message: str) -> ApiError:
+    """A PATCH or DELETE of an entry refused with 403 or 422 (P-7, P-12): EntryLocked when Procore's words say
+    the entry is locked, EntryRefused otherwise."""
+    status = response.status_code
+    if status in (403, 422):
+        refused = EntryLocked if _locked(message) else EntryRefused
+        return call.fail(refused, message or f"status {status} without a message", response,
+                         details=json_or_none(response))
+    return _map_error(call, response, message)
+
+
 def _locked(message: str) -> bool:
+    """Procore's words for an approved or completed entry (P-7)."""
     text = message.lower()
-    return "cannot be modified" in text or "locked" in text
+    return any(words in text for words in ("cannot be modified", "cannot be deleted", "locked"))
 
 
 def _index_errors(body: Any) -> dict[int, dict[str, list[str]]]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
 import redis
 
 from worker.clients.errors import DeferRun
+from worker.clients.metrics import count_response
 
 MAX_SLEEP_S = 60.0
 # Until a response tells us the new window, a passed window is assumed to restart with the last known limit,
@@ -32,6 +34,9 @@ class RateBudget(Protocol):
 
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
         """What the server said in X-Rate-Limit-Limit / -Remaining / -Reset."""
+
+    def record_response(self, company_id: int, status: int) -> None:
+        """Count one answer by its status code for the metrics (worker/clients/metrics.py)."""
 
 
 # KEYS[1] = budget hash; ARGV = now, reserve, provisional window. Returns "0" to go, or the seconds to wait.
@@ -122,6 +127,9 @@ class RedisRateBudget:
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
         self._observe(keys=[self.key], args=[limit, remaining, reset_epoch, self.clock()])
 
+    def record_response(self, company_id: int, status: int) -> None:
+        count_response(self.redis, company_id, status, self.clock())
+
 
 class LocalRateBudget:
     """The same budget inside one process (the SQLite demo has no Redis)."""
@@ -136,6 +144,7 @@ class LocalRateBudget:
         self.remaining = -1
         self.reset = 0.0
         self.provisional = False
+        self.responses: Counter[int] = Counter()
 
     def acquire(self) -> None:
         while True:
@@ -167,3 +176,8 @@ class LocalRateBudget:
                 self.limit, self.remaining, self.reset = limit, remaining, float(reset_epoch)
             elif reset_epoch == self.reset and remaining < self.remaining:
                 self.remaining = remaining
+
+    def record_response(self, company_id: int, status: int) -> None:
+        """Counted in this process only: the demo has no Redis for a metrics endpoint to read."""
+        with self._lock:
+            self.responses[status] += 1

@@ -1,10 +1,15 @@
-"""ServiceTrade API client (servicetrade.md Part A, ST-1..ST-8).
+"""ServiceTrade API client (servicetrade.md Part A, ST-1..ST-10).
 
 Session login is the default: POST /auth, then `Cookie: PHPSESSID=<authToken>` on every call; a 401 (empty body)
 means log in once more and repeat the call. OAuth2 is the alternative when the connection has a client id and
 secret: a Bearer token from POST /oauth2/token (client credentials; the refresh token it comes with is used to renew
 it), renewed once on a 401. Either way `on_session` hears every new token so the caller can store it encrypted.
 Lists are generators that read page after page until `page == totalPages`, whatever size the pages are.
+
+Answers are read as ServiceTrade's official SDK reads them (ST-9): the identity call with or without its `data`
+envelope, a page without `totalPages` as the last one when it is short or empty, numbers sent as strings as
+numbers, a list missing from `data` as empty. Each of these is logged once per client, the first time it is met.
+Webhooks (ST-10) are registered through the client; their wire shape stays in here.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import binascii
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import requests
+import structlog
 
 from worker.clients.errors import ApiError, CredentialsRejected, MalformedResponse, NotFound, ValidationFailed
 from worker.clients.http import ApiSession, Auth, Call, expect, expect_items, json_or_none
@@ -28,6 +34,8 @@ SERVICE = "servicetrade"
 TOKEN_EARLY_S = 300
 PAGE_LIMIT = 1000  # ask for big pages; the server may still answer smaller ones (ST-3)
 AUTH_ENDPOINTS = frozenset({"/auth", "/oauth2/token"})
+
+log = structlog.get_logger("stsync.servicetrade")
 
 
 class ServiceTradeClient:
@@ -65,6 +73,7 @@ class ServiceTradeClient:
         self._refresh_token: str | None = None
         self._me: dict[str, Any] | None = None
         self._auth = Auth(self._auth_headers, self._renew)
+        self._readings_seen: set[str] = set()
 
     # ------------------------------------------------------------------ auth (ST-2)
 
@@ -81,7 +90,7 @@ class ServiceTradeClient:
         data = expect(self._data(response, call), dict, "data", call, response)
         token = expect(data.get("authToken"), str, "data.authToken", call, response)
         user = expect(data.get("user"), dict, "data.user", call, response)
-        self._me = _me_from_user(user, call, response)
+        self._me = self._me_from_user(user, call, response)
         self._set_token(token, math.inf)
         return data
 
@@ -106,10 +115,10 @@ class ServiceTradeClient:
         if self.oauth:
             call = self.api.call("GET", "/oauth2/userinfo")
             response = self.api.request(call, "/oauth2/userinfo", auth=self._auth)
-            data = expect(self._data(response, call), dict, "data", call, response)
+            data = self._identity(response, call, "userId")
             company = expect(data.get("company"), dict, "data.company", call, response)
             self._me = {"user_id": data.get("userId"), "name": data.get("name"),
-                        "company_id": expect(company.get("id"), int, "data.company.id", call, response),
+                        "company_id": self._number(company.get("id"), "data.company.id", call, response),
                         "company_name": company.get("name")}
         elif self.session_token is None:
             self.login()
@@ -120,9 +129,9 @@ class ServiceTradeClient:
             except NotFound:  # GET /auth answers 404 for a session that has died: start a new one
                 self.login()
             else:
-                data = expect(self._data(response, call), dict, "data", call, response)
-                self._me = _me_from_user(expect(data.get("user"), dict, "data.user", call, response), call,
-                                         response)
+                data = self._identity(response, call, "user")
+                self._me = self._me_from_user(expect(data.get("user"), dict, "data.user", call, response), call,
+                                              response)
         assert self._me is not None
         return self._me
 
@@ -207,9 +216,19 @@ class ServiceTradeClient:
             raise call.fail(MalformedResponse, "the response envelope has no 'data'", response)
         return body["data"]
 
+    def _identity(self, response: requests.Response, call: Call, marker: str) -> dict[str, Any]:
+        """The identity answer's `data`, or the body itself when it comes without the envelope but carries
+        `marker` (ST-9)."""
+        body = self.api.json(response, call, dict, "the response envelope")
+        if "data" not in body and marker in body:
+            self._reading("identity_without_envelope", call)
+            return body
+        return expect(self._data(response, call), dict, "data", call, response)
+
     def _pages(self, path: str, plural: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every item of a list, page by page until `page == totalPages` (ST-3): a generator, so a long list is
-        never held whole, and no page size is assumed (the server may answer fewer items than `limit`)."""
+        """Every item of a list, page by page until `page == totalPages` (ST-3), or, where a page has no
+        `totalPages` (ST-9), until a page is short or empty: a generator, so a long list is never held whole.
+        With `totalPages` no page size is assumed (the server may answer fewer items than `limit`)."""
         call = self.api.call("GET", path)
         query = {k: _param(v) for k, v in params.items() if v is not None}
         query.setdefault("limit", PAGE_LIMIT)
@@ -217,12 +236,52 @@ class ServiceTradeClient:
         while True:
             response = self.api.request(call, path, params={**query, "page": page}, auth=self._auth)
             data = expect(self._data(response, call), dict, "data", call, response)
-            items = expect(data.get(plural), list, f"data.{plural}", call, response)
-            total = expect(data.get("totalPages"), int, "data.totalPages", call, response)
-            yield from expect_items(items, f"data.{plural}", call, response)
-            if page >= total:
+            items = self._page_items(data, plural, call, response)
+            answered = self._number(data.get("page"), "data.page", call, response, optional=True)
+            if answered is not None and answered != page:
+                # A server that ignores `page` would, without totalPages, be read for ever.
+                raise call.fail(MalformedResponse, f"page {page} was asked and page {answered} came back", response)
+            yield from items
+            total = self._number(data.get("totalPages"), "data.totalPages", call, response, optional=True)
+            if total is None:
+                self._reading("pages_without_total", call)
+                if len(items) < int(query["limit"]):
+                    return
+            elif page >= total:
                 return
             page += 1
+
+    def _page_items(self, data: Mapping[str, Any], plural: str, call: Call, response: requests.Response
+                    ) -> list[dict[str, Any]]:
+        items = data.get(plural)
+        if items is None:
+            self._reading("missing_list", call, field=f"data.{plural}")
+            return []
+        expect(items, list, f"data.{plural}", call, response)
+        return list(expect_items(items, f"data.{plural}", call, response))
+
+    def _number(self, value: Any, what: str, call: Call, response: requests.Response, *, optional: bool = False
+                ) -> int | None:
+        """An integer the client relies on; a string of digits is one too (ST-9)."""
+        if value is None and optional:
+            return None
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            self._reading("numbers_as_strings", call, field=what)
+            return int(value)
+        return expect(value, int, what, call, response)
+
+    def _reading(self, kind: str, call: Call, **detail: Any) -> None:
+        """Log, the first time per client, that an answer was read the lenient way of ST-9."""
+        if kind in self._readings_seen:
+            return
+        self._readings_seen.add(kind)
+        log.warning("servicetrade.lenient_reading", reading=kind, method=call.method, path=call.endpoint, **detail)
+
+    def _me_from_user(self, user: Mapping[str, Any], call: Call, response: requests.Response) -> dict[str, Any]:
+        company = expect(user.get("company"), dict, "data.user.company", call, response)
+        return {"user_id": user.get("id"), "name": user.get("name"),
+                "company_id": self._number(company.get("id"), "data.user.company.id", call, response),
+                "company_name": company.get("name")}
 
     # ------------------------------------------------------------------ clock events and users (ST-5, ST-6)
 
@@ -284,6 +343,37 @@ class ServiceTradeClient:
     def get_job(self, job_id: int) -> dict[str, Any]:
         return self._object("GET", f"/job/{job_id}", "/job/{id}")
 
+    # ------------------------------------------------------------------ webhooks (ST-10)
+
+    def create_webhook(self, hook_url: str, entity_events: Mapping[str | int, Sequence[str]],
+                       include_changesets: bool = True) -> dict[str, Any]:
+        """Subscribe `hook_url` (which carries the receiver's secret: ServiceTrade signs nothing) to the events of
+        each entity type, e.g. `{"clockevent": ["created", "updated", "deleted"]}`. Needs account-admin rights.
+        Returns `{id, hookUrl, enabled, confirmed, ...}`. A lost answer is OutcomeUnknown: look for the hook with
+        `list_webhooks` before creating another, since every hook receives every message."""
+        self.api.add_secrets(hook_url)
+        body = {"hookUrl": hook_url, "enabled": True, "includeChangesets": include_changesets,
+                "entityEvents": _entity_events(entity_events)}
+        return self._object("POST", "/webhook", json=body)
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return list(self._pages("/webhook", "webhooks", {}))
+
+    def update_webhook(self, webhook_id: int, *, enabled: bool | None = None, include_changesets: bool | None = None,
+                       entity_events: Mapping[str | int, Sequence[str]] | None = None) -> dict[str, Any]:
+        """Change what a hook receives; what is not given stays. The URL can't change: delete and create anew."""
+        body: dict[str, Any] = {}
+        if enabled is not None:
+            body["enabled"] = enabled
+        if include_changesets is not None:
+            body["includeChangesets"] = include_changesets
+        if entity_events is not None:
+            body["entityEvents"] = _entity_events(entity_events)
+        return self._object("PUT", f"/webhook/{int(webhook_id)}", "/webhook/{id}", json=body)
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        self._call("DELETE", f"/webhook/{int(webhook_id)}", "/webhook/{id}")
+
 
 def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
     """ST-3 / ST-8: 400 with `messages.validation`, 403 for bad credentials, 404 for unknown ids."""
@@ -304,11 +394,8 @@ def _map_error(call: Call, response: requests.Response, message: str) -> ApiErro
     return call.fail(ApiError, message or f"status {status} without a message", response, details=body)
 
 
-def _me_from_user(user: Mapping[str, Any], call: Call, response: requests.Response) -> dict[str, Any]:
-    company = expect(user.get("company"), dict, "data.user.company", call, response)
-    return {"user_id": user.get("id"), "name": user.get("name"),
-            "company_id": expect(company.get("id"), int, "data.user.company.id", call, response),
-            "company_name": company.get("name")}
+def _entity_events(entity_events: Mapping[str | int, Sequence[str]]) -> list[dict[str, Any]]:
+    return [{"entityType": entity, "events": list(events)} for entity, events in entity_events.items()]
 
 
 def _param(value: Any) -> Any:
