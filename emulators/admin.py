@@ -23,6 +23,8 @@ class Admin:
         add("POST", "/_admin/reset", lambda req: self.reset(_body(req)) or ok())
         add("GET", "/_admin/config", lambda req: ok(emulator.config.values))
         add("POST", "/_admin/config", self.update_config)
+        add("GET", "/_admin/variants", lambda req: ok(emulator.config["variants"]))
+        add("POST", "/_admin/variants", self.set_variants)
         add("POST", "/_admin/servicetrade/clock_events",
             lambda req: ok({"events": self.st.add_events(_list(_body(req), "events"))}))
         add("PATCH", "/_admin/servicetrade/clock_events/{id}",
@@ -73,6 +75,11 @@ class Admin:
         if "procore_rate_limit" in patch:
             self.procore.limiter.reset()  # a new limit starts with fresh windows
         return ok(self.emu.config.values)
+
+    def set_variants(self, req: Request) -> Response:
+        """The services named in the body get exactly the variants listed; the others keep theirs."""
+        self.emu.config.update({"variants": _body(req)})
+        return ok(self.emu.config["variants"])
 
     def add_faults(self, req: Request) -> Response:
         rules = [FaultRule.parse(raw) for raw in _list(_body(req), "rules")]

@@ -346,6 +346,8 @@ class Procore:
     # -- timecard entries (P-5..P-7) -----------------------------------------------------------------------------
     def bulk_create(self, req: Request) -> Response:
         cid = self._company_in_path(req)
+        if self._variant("bulk_forbidden"):
+            raise Failure(403, "You do not have access to the Timesheets tool of this company")
         body = req.json()
         items = body.get("timecard_entries") if isinstance(body, dict) else None
         if not isinstance(items, list):
@@ -358,9 +360,14 @@ class Procore:
                 valid.append(self.validate(cid, item))
             except Unprocessable as exc:
                 index_errors.append({"index": i, "errors": exc.errors})
-        if index_errors:  # all or nothing
+        if index_errors and not self._variant("partial_commit"):  # P-5: all or nothing
             return errors(422, index_errors)
-        return Response.json(200, [self.render_entry(self._store(cid, fields)) for fields in valid])
+        stored = [self._store(cid, fields) for fields in valid]
+        if index_errors:
+            return errors(422, index_errors)
+        if self._variant("bulk_500_after_commit"):
+            raise Failure(500, "Internal server error")
+        return Response.json(200, [self._written(e) for e in stored])
 
     def create_entry(self, req: Request) -> Response:
         cid = req.context["company_id"]
@@ -374,7 +381,7 @@ class Procore:
             self._company_in_path(req)
             if body.get("project_id") is not None:
                 data = {**data, "project_id": body["project_id"]}
-        return Response.json(201, self.render_entry(self._store(cid, self.validate(cid, data))))
+        return Response.json(201, self._written(self._store(cid, self.validate(cid, data))))
 
     def list_entries(self, req: Request) -> Response:
         cid = req.context["company_id"]
@@ -409,25 +416,31 @@ class Procore:
         patch = body.get("timecard_entry")
         if not isinstance(patch, dict):
             raise Failure(400, "param is missing or the value is empty: timecard_entry")
-        if entry["approval_status"] in LOCKED_STATUSES:
-            raise Failure(422, "Approved timecard entries cannot be modified")
+        self._check_unlocked(entry)
         if "cid" in req.params and body.get("project_id") is not None:
             patch = {**patch, "project_id": body["project_id"]}
         if "pid" in req.params:
             patch = {**patch, "project_id": entry["project_id"]}
         fields = self.validate(entry["company_id"], {**self._as_input(entry), **patch})
         self._unindex(entry)
-        entry.update(fields, updated_at=_utc_now())
+        entry.update(self._as_stored(fields), updated_at=_utc_now())
         self._index(entry)
-        return Response.json(200, self.render_entry(entry))
+        return Response.json(200, self._written(entry))
 
     def delete_entry(self, req: Request) -> Response:
         entry = self._entry(req)
-        if entry["approval_status"] in LOCKED_STATUSES:
-            raise Failure(422, "Approved timecard entries cannot be modified")
+        self._check_unlocked(entry)
         self._unindex(entry)
         entry["deleted_at"] = entry["updated_at"] = _utc_now()
         return Response.empty(200)  # procore.md §4.1: delete answers 200 with an empty body
+
+    def _check_unlocked(self, entry: dict[str, Any]) -> None:
+        """P-7: approved and completed entries can't be changed through the API."""
+        if entry["approval_status"] not in LOCKED_STATUSES:
+            return
+        if self._variant("locked_403"):
+            raise Failure(403, "You do not have permission to perform this action")
+        raise Failure(422, "Approved timecard entries cannot be modified")
 
     def validate(self, cid: int, data: Any) -> dict[str, Any]:
         """Check one entry against the company's projects, people, cost codes and the project's entry mode.
@@ -549,11 +562,27 @@ class Procore:
 
     def _store(self, cid: int, fields: dict[str, Any]) -> dict[str, Any]:
         stamp = _utc_now()
-        entry = {"id": next(self.entry_ids), "company_id": cid, **fields, "approval_status": "pending",
-                 "created_at": stamp, "updated_at": stamp, "deleted_at": None}
+        entry = {"id": next(self.entry_ids), "company_id": cid, **self._as_stored(fields),
+                 "approval_status": "pending", "created_at": stamp, "updated_at": stamp, "deleted_at": None}
         self.entries[entry["id"]] = entry
         self._index(entry)
         return entry
+
+    def _as_stored(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """What Procore keeps of validated fields: as sent, or (`integer_hours`) hours without their fraction."""
+        if not self._variant("integer_hours") or fields["hours"] is None:
+            return fields
+        return {**fields, "hours": _fmt_hours(Decimal(int(Decimal(fields["hours"]))))}
+
+    def _written(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The answer to a create or an update: the entry, without `approval_status` under `no_approval_status`."""
+        out = self.render_entry(entry)
+        if self._variant("no_approval_status"):
+            del out["approval_status"]
+        return out
+
+    def _variant(self, name: str) -> bool:
+        return self.config.variant(self.name, name)
 
     def _index(self, e: dict[str, Any]) -> None:
         self.by_date.setdefault(e["company_id"], {}).setdefault(e["date"], set()).add(e["id"])

@@ -172,12 +172,25 @@ RATE_LIMIT_DEFAULTS: dict[str, Any] = {
     "time_scale": 1.0,
     "retry_after_on_429": False,
 }
+# Other readings of the APIs (servicetrade.md ST-9, procore.md P-12), off unless named; emulators/README.md says
+# exactly what each one changes.
+VARIANTS: dict[str, frozenset[str]] = {
+    "procore": frozenset({"partial_commit", "bulk_forbidden", "bulk_500_after_commit", "integer_hours",
+                          "no_approval_status", "locked_403"}),
+    "servicetrade": frozenset({"userinfo_bare", "paging_loose"}),
+}
 CONFIG_DEFAULTS: dict[str, Any] = {
     "st_max_page_size": None,
     "procore_max_per_page": None,
     "procore_rate_limit": None,
     "procore_token_ttl_s": 5400,
+    "procore_auth_code_ttl_s": 600,
     "latency_ms": 0,
+    "variants": {"procore": [], "servicetrade": []},
+    "webhooks_enabled": True,
+    "webhook_timeout_s": 5.0,
+    "webhook_backoff_scale": 1.0,
+    "webhook_duplicates": False,
 }
 
 
@@ -199,9 +212,17 @@ class Config:
             if key in ("st_max_page_size", "procore_max_per_page"):
                 if value is not None and (not _is_int(value) or value < 1):
                     raise ValueError(f"{key} must be a positive integer or null")
-            elif key in ("procore_token_ttl_s", "latency_ms"):
+            elif key in ("procore_token_ttl_s", "procore_auth_code_ttl_s", "latency_ms"):
                 if not _is_int(value) or value < 0:
                     raise ValueError(f"{key} must be a non-negative integer")
+            elif key in ("webhooks_enabled", "webhook_duplicates"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be true or false")
+            elif key in ("webhook_timeout_s", "webhook_backoff_scale"):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ValueError(f"{key} must be a positive number")
+            elif key == "variants":
+                value = _variants({**new["variants"], **(value or {})} if value is not None else {})
             elif key == "procore_rate_limit" and value is not None:
                 if not isinstance(value, dict) or set(value) - set(RATE_LIMIT_DEFAULTS):
                     raise ValueError(f"procore_rate_limit takes only {sorted(RATE_LIMIT_DEFAULTS)}")
@@ -220,6 +241,26 @@ class Config:
     @property
     def rate_limit(self) -> dict[str, Any]:
         return self.values["procore_rate_limit"] or dict(RATE_LIMIT_DEFAULTS)
+
+    def variant(self, service: str, name: str) -> bool:
+        """Whether the named variant of `service` is switched on."""
+        return name in self.values["variants"][service]
+
+
+def _variants(raw: Any) -> dict[str, list[str]]:
+    """`{"procore": [...], "servicetrade": [...]}` checked against VARIANTS; a service not named has none."""
+    if not isinstance(raw, dict) or set(raw) - set(VARIANTS):
+        raise ValueError(f"variants takes only {sorted(VARIANTS)}")
+    out: dict[str, list[str]] = {}
+    for service, known in VARIANTS.items():
+        names = raw.get(service) or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"variants.{service} must be a list of names")
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"unknown {service} variants {unknown}; known: {sorted(known)}")
+        out[service] = sorted(set(names))
+    return out
 
 
 def _is_int(value: Any) -> bool:

@@ -216,7 +216,7 @@ class ServiceTrade:
         if user_id is None:
             return error(404, "No active session found for given auth token",
                          data={"authenticated": False, "authToken": None})
-        return envelope(self._auth_data(token, user_id))
+        return self._identity(self._auth_data(token, user_id))
 
     def logout(self, req: Request) -> Response:
         # Logging out of a session that is already gone is still a logout: 204 either way.
@@ -268,8 +268,15 @@ class ServiceTrade:
         assert user_id is not None  # guard() let the request through
         rec = self.access_tokens.get(req.bearer() or "") or {}
         user = self.users[user_id]
-        return envelope({"userId": user_id, "clientId": rec.get("client_id"), "name": _full_name(user),
-                         "company": self._vendor_ref(), "timezone": user["timezone"], "status": user["status"]})
+        return self._identity({"userId": user_id, "clientId": rec.get("client_id"), "name": _full_name(user),
+                               "company": self._vendor_ref(), "timezone": user["timezone"],
+                               "status": user["status"]})
+
+    def _identity(self, data: dict[str, Any]) -> Response:
+        """Who the caller is (GET /auth, GET /oauth2/userinfo): in the envelope, or bare under `userinfo_bare`."""
+        if self.config.variant(self.name, "userinfo_bare"):
+            return Response.json(200, data)
+        return envelope(data)
 
     # -- clock events --------------------------------------------------------------------------------------------
     def _store_event(self, event_id: int, raw: dict[str, Any], ts: int) -> dict[str, Any]:
@@ -607,6 +614,9 @@ class ServiceTrade:
         page = page or 1
         size = min(limit or default_limit, max_limit, self.config["st_max_page_size"] or max_limit)
         chunk = items[(page - 1) * size: page * size]
+        if self.config.variant(self.name, "paging_loose"):
+            # What the official SDK copes with (ST-9): no totalPages, the page as a string, no list when empty.
+            return envelope({"page": str(page), **({key: [render(x) for x in chunk]} if chunk else {})})
         return envelope({"totalPages": page_count(len(items), size), "page": page, key: [render(x) for x in chunk]})
 
 

@@ -49,6 +49,15 @@ class AdminClient:
     def config(self, **values: Any) -> dict[str, Any]:
         return self._call("POST", "/config", values)
 
+    def set_variants(self, *, procore: list[str] | None = None,
+                     servicetrade: list[str] | None = None) -> dict[str, list[str]]:
+        """Switch on exactly these variants for each service named (`[]` = none); returns all active variants."""
+        body = {k: v for k, v in (("procore", procore), ("servicetrade", servicetrade)) if v is not None}
+        return self._call("POST", "/variants", body)
+
+    def variants(self) -> dict[str, list[str]]:
+        return self._call("GET", "/variants")
+
     def add_clock_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._call("POST", "/servicetrade/clock_events", {"events": events})["events"]
 
