@@ -7,6 +7,7 @@ listing stays fast with tens of thousands of entries.
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from emulators.common import client_credentials, fault_response, jwt_like, now, page_count, random_token
 from emulators.server import Config, FaultRule, Request, Response, Router
@@ -93,6 +94,7 @@ class Procore:
         self.clients = {c["client_id"]: c for c in world.get("oauth_clients", [])}
         self.refresh_tokens = {r["token"]: {"client_id": r["client_id"]} for r in world.get("refresh_tokens", [])}
         self.access_tokens: dict[str, dict[str, Any]] = {}
+        self.auth_codes: dict[str, dict[str, Any]] = {}
         self.companies: dict[int, dict[str, Any]] = {}
         self.line_item_types: dict[int, dict[str, Any]] = {}
         self.people: dict[int, dict[str, Any]] = {}
@@ -125,6 +127,8 @@ class Procore:
 
         self.router = Router()
         add = self._add
+        add("GET", "/oauth/authorize", lambda req: self.authorize(req, _query_fields(req)))
+        add("POST", "/oauth/authorize", lambda req: self.authorize(req, req.form()))
         add("POST", "/oauth/token", self.oauth_token)
         add("POST", "/oauth/revoke", self.oauth_revoke)
         add("GET", f"{BASE}/companies", self.list_companies)
@@ -220,12 +224,10 @@ class Procore:
         form = req.form()
         grant = form.get("grant_type")
         client_id, secret = client_credentials(req, form)
-        if grant not in ("client_credentials", "refresh_token"):
+        if grant not in ("client_credentials", "refresh_token", "authorization_code"):
             if not grant:
                 return _oauth_error(400, "invalid_request", "The request is missing a required parameter: "
                                                             "grant_type.")
-            if grant == "authorization_code":
-                return _oauth_error(400, "invalid_grant", INVALID_GRANT)
             return _oauth_error(400, "unsupported_grant_type",
                                 "The authorization grant type is not supported by the authorization server.")
         client = self.clients.get(client_id or "")
@@ -235,6 +237,8 @@ class Procore:
                                                        "authentication method.")
         if grant == "client_credentials":
             return self._issue(client, with_refresh=False)
+        if grant == "authorization_code":
+            return self._redeem_code(client, form)
         old = form.get("refresh_token") or ""
         rec = self.refresh_tokens.get(old)
         if rec is None or rec["client_id"] != client["client_id"]:
@@ -253,6 +257,36 @@ class Procore:
             body["refresh_token"] = random_token(64, "0123456789abcdef")
             self.refresh_tokens[body["refresh_token"]] = {"client_id": client["client_id"]}
         return Response.json(200, body)
+
+    # -- authorization-code grant (P-13) ------------------------------------------------------------------------
+    def authorize(self, req: Request, fields: dict[str, str]) -> Response:
+        """GET: the consent page naming the app; POST (its form): approve or deny, then back to redirect_uri."""
+        client = self.clients.get(fields.get("client_id") or "")
+        redirect_uri = fields.get("redirect_uri") or ""
+        if client is None:
+            return _page(400, "Unknown application", "<p>No Procore app has this client_id.</p>")
+        if not _is_http_url(redirect_uri) or redirect_uri not in client.get("redirect_uris", [redirect_uri]):
+            return _page(400, "Invalid redirect URI",
+                         "<p>The redirect_uri is missing or is not registered for this app.</p>")
+        state = fields.get("state")
+        if fields.get("response_type") != "code":
+            return _redirect(redirect_uri, error="unsupported_response_type", state=state)
+        if req.method == "GET":
+            return _consent_page(_app_name(client), fields)
+        if fields.get("decision") != "approve":
+            return _redirect(redirect_uri, error="access_denied", state=state)
+        code = random_token(43)
+        self.auth_codes[code] = {"client_id": client["client_id"], "redirect_uri": redirect_uri,
+                                 "expires_at": time.time() + int(self.config["procore_auth_code_ttl_s"])}
+        return _redirect(redirect_uri, code=code, state=state)
+
+    def _redeem_code(self, client: dict[str, Any], form: dict[str, str]) -> Response:
+        # A code is spent by the first token call that names it, whether that call succeeds or not.
+        grant = self.auth_codes.pop(form.get("code") or "", None)
+        if (grant is None or grant["client_id"] != client["client_id"] or grant["expires_at"] <= time.time()
+                or grant["redirect_uri"] != form.get("redirect_uri")):
+            return _oauth_error(400, "invalid_grant", INVALID_GRANT)
+        return self._issue(client, with_refresh=True)
 
     def oauth_revoke(self, req: Request) -> Response:
         token = req.form().get("token") or ""
@@ -758,6 +792,41 @@ INVALID_GRANT = ("The provided authorization grant is invalid, expired, revoked,
 
 def _oauth_error(status: int, code: str, description: str) -> Response:
     return Response.json(status, {"error": code, "error_description": description})
+
+
+def _query_fields(req: Request) -> dict[str, str]:
+    return {k: v[0] for k, v in req.query.items() if v}
+
+
+def _app_name(client: dict[str, Any]) -> str:
+    return str(client.get("name") or f"Procore app {client['client_id'][:8]}")
+
+
+def _is_http_url(raw: str) -> bool:
+    parts = urlsplit(raw)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _redirect(uri: str, **params: str | None) -> Response:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return Response(302, headers=[("Location", f"{uri}{'&' if '?' in uri else '?'}{query}")])
+
+
+def _page(status: int, title: str, body: str) -> Response:
+    return Response.text(status, f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+                                 f"</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
+                         content_type="text/html; charset=utf-8")
+
+
+def _consent_page(app: str, fields: dict[str, str]) -> Response:
+    """What a signed-in Procore user sees: the app by name, Approve or Deny (a form POST back here)."""
+    hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(fields.get(k) or "")}">'
+                     for k in ("response_type", "client_id", "redirect_uri", "state"))
+    return _page(200, f"Authorize {app}",
+                 f"<p><strong>{html.escape(app)}</strong> would like to use your Procore account.</p>"
+                 f'<form method="post" action="/oauth/authorize">{hidden}'
+                 '<button type="submit" name="decision" value="approve">Approve</button> '
+                 '<button type="submit" name="decision" value="deny">Deny</button></form>')
 
 
 def _rounding(raw: dict[str, Any], cid: int) -> dict[str, Any]:

@@ -157,7 +157,8 @@ def generate_world(seed: int = 1, projects: int = 3, technicians: int = 10, days
             "clock_event_plans": plans,
         },
         "procore": {
-            "oauth_clients": [{"client_id": pc_client_id, "client_secret": pc_secret, "company_ids": [company_id]}],
+            "oauth_clients": [{"client_id": pc_client_id, "client_secret": pc_secret, "company_ids": [company_id],
+                               "name": "stsync"}],
             "refresh_tokens": [{"token": pc_refresh, "client_id": pc_client_id}],
             "companies": [{
                 "id": company_id, "name": "Summit Builders Inc.",

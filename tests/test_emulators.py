@@ -9,6 +9,7 @@ import math
 import time
 from collections import Counter
 from datetime import UTC, date, datetime
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -252,6 +253,79 @@ def test_procore_refresh_token_rotates_and_the_old_one_dies(emu, h):
     wrong = requests.post(url, data={"grant_type": "client_credentials", "client_id": h["procore_client_id"],
                                      "client_secret": "x"})
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+
+
+REDIRECT_URI = "http://127.0.0.1:5000/connections/procore/callback"
+
+
+def authorize(emu, h, decision: str = "approve", state: str = "st-42", **params) -> requests.Response:
+    """A person opens the authorize page and presses a button: the form POST, redirect not followed."""
+    query = {"response_type": "code", "client_id": h["procore_client_id"], "redirect_uri": REDIRECT_URI,
+             "state": state, **params}
+    page = requests.get(f"{emu.procore_url}/oauth/authorize", params=query)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "stsync" in page.text and 'value="approve">Approve</button>' in page.text
+    assert '<form method="post" action="/oauth/authorize">' in page.text
+    return requests.post(f"{emu.procore_url}/oauth/authorize", data={**query, "decision": decision},
+                         allow_redirects=False)
+
+
+def redirect_params(resp: requests.Response) -> dict[str, str]:
+    assert resp.status_code == 302
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
+    return dict(parse_qsl(location.query))
+
+
+def redeem(emu, h, code: str, redirect_uri: str = REDIRECT_URI) -> requests.Response:
+    return requests.post(f"{emu.procore_url}/oauth/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+        "client_id": h["procore_client_id"], "client_secret": h["procore_client_secret"]})
+
+
+def test_procore_authorization_code_grant_gives_tokens_that_work_and_rotate(emu, h):
+    back = redirect_params(authorize(emu, h, state="a b&c"))
+    assert back["state"] == "a b&c" and len(back["code"]) >= 32
+    tokens = redeem(emu, h, back["code"])
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    assert body["expires_in"] == 5400 and body["token_type"] == "bearer" and body["refresh_token"]
+    projects = requests.get(f"{emu.procore_url}/rest/v1.0/projects", headers={
+        "Authorization": f"Bearer {body['access_token']}", "Procore-Company-Id": str(h["procore_company_id"])})
+    assert projects.status_code == 200 and len(projects.json()) == len(h["project_ids"])
+    refreshed = requests.post(f"{emu.procore_url}/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": h["procore_client_id"],
+        "client_secret": h["procore_client_secret"]})
+    assert refreshed.status_code == 200 and refreshed.json()["refresh_token"] != body["refresh_token"]
+
+
+def test_authorization_codes_are_single_use_short_lived_and_bound_to_the_redirect_uri(emu, h):
+    code = redirect_params(authorize(emu, h))["code"]
+    assert redeem(emu, h, code).status_code == 200
+    again = redeem(emu, h, code)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+    elsewhere = redirect_params(authorize(emu, h))["code"]
+    assert redeem(emu, h, elsewhere, redirect_uri="http://127.0.0.1:5000/other").json()["error"] == "invalid_grant"
+
+    emu.admin.config(procore_auth_code_ttl_s=1)
+    late = redirect_params(authorize(emu, h))["code"]
+    time.sleep(1.1)
+    assert redeem(emu, h, late).json()["error"] == "invalid_grant"
+
+
+def test_authorize_deny_unknown_client_and_bad_redirect(emu, h):
+    denied = redirect_params(authorize(emu, h, decision="deny"))
+    assert denied == {"error": "access_denied", "state": "st-42"}
+    unknown = requests.get(f"{emu.procore_url}/oauth/authorize", params={
+        "response_type": "code", "client_id": "nobody", "redirect_uri": REDIRECT_URI})
+    assert unknown.status_code == 400 and "Unknown application" in unknown.text
+    no_redirect = requests.get(f"{emu.procore_url}/oauth/authorize", params={
+        "response_type": "code", "client_id": h["procore_client_id"], "redirect_uri": "not a url"})
+    assert no_redirect.status_code == 400
+    token = requests.post(f"{emu.procore_url}/oauth/authorize", allow_redirects=False, data={
+        "response_type": "token", "client_id": h["procore_client_id"], "redirect_uri": REDIRECT_URI})
+    assert redirect_params(token) == {"error": "unsupported_response_type"}
 
 
 def test_procore_needs_a_token_and_the_company_header(emu, h):
