@@ -122,15 +122,19 @@ def test_a_project_hook_names_the_project_instead_of_the_company(stub: Stub) -> 
     assert body["project_id"] == 11 and "company_id" not in body
 
 
-def test_hooks_are_listed_and_updated(stub: Stub) -> None:
+def test_hooks_are_listed_updated_and_deleted(stub: Stub) -> None:
     stub.answer(200, [{"id": 71}, {"id": 73}]).answer(200, {"id": 71, "destination_url": "https://new.example/h"})
+    stub.answer(204)
     pc = on_stub(stub)
     assert [h["id"] for h in pc.list_hooks()] == [71, 73]
     assert stub.received[0]["query"]["company_id"] == [str(COMPANY)]
     assert pc.update_hook(71, destination_url="https://new.example/h")["destination_url"] == "https://new.example/h"
     assert (stub.received[1]["method"], stub.received[1]["path"]) == ("PATCH", "/rest/v1.0/webhooks/hooks/71")
-    assert sent_json(stub) == {"company_id": COMPANY,
-                               "hook": {"api_version": "v2", "destination_url": "https://new.example/h"}}
+    assert sent_json(stub, 1) == {"company_id": COMPANY,
+                                  "hook": {"api_version": "v2", "destination_url": "https://new.example/h"}}
+    pc.delete_hook(73)
+    assert (stub.received[2]["method"], stub.received[2]["path"]) == ("DELETE", "/rest/v1.0/webhooks/hooks/73")
+    assert stub.received[2]["query"]["company_id"] == [str(COMPANY)]
 
 
 def test_timecard_entry_triggers_are_created_listed_and_deleted(stub: Stub) -> None:

@@ -372,7 +372,9 @@ class ServiceTradeClient:
         return self._object("PUT", f"/webhook/{int(webhook_id)}", "/webhook/{id}", json=body)
 
     def delete_webhook(self, webhook_id: int) -> None:
-        self._call("DELETE", f"/webhook/{int(webhook_id)}", "/webhook/{id}")
+        """Unsubscribe a hook. The body is not read: ServiceTrade answers a DELETE with 204 or with `{}`."""
+        call = self.api.call("DELETE", "/webhook/{id}")
+        self.api.request(call, f"/webhook/{int(webhook_id)}", auth=self._auth)
 
 
 def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
