@@ -99,7 +99,8 @@ class _Waiting:
 class RedisRateBudget:
     """The budget of one Procore company in Redis, shared by every worker; both operations are one Lua script each,
     so concurrent workers never take the same call twice. `reserve` calls of each window are left unused as a
-    margin for calls in flight that the server has counted and we have not heard about yet."""
+    margin for calls in flight that the server has counted and we have not heard about yet. The same Redis keeps
+    the count of answers by status (worker/clients/metrics.py)."""
 
     def __init__(
         self,
