@@ -196,7 +196,7 @@ def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alon
 
 def test_task_arguments_of_the_wrong_type_fail_at_once_naming_the_argument() -> None:
     from tasks.sync import run, sync_payroll_period, sync_project, sync_selected
-    from worker.app import InvalidArgument
+    from worker.inputs import InvalidArgument
 
     cases = [
         (sync_project, {"project_id": "abc"}, "project_id must be an integer id"),

@@ -18,10 +18,6 @@ app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects"
 app.config_from_object("celeryconfig")
 
 
-class InvalidArgument(ValueError):
-    """A task argument is wrong; the message names it. Raised before any work starts."""
-
-
 class StsyncTask(Task):
     """Base of every stsync task: owns the log context and hands out units of work."""
 

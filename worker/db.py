@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Column,
     ColumnElement,
+    Connection,
     DateTime,
     Engine,
     Enum,
@@ -33,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -52,7 +53,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # TCP keepalives: a lock connection whose server went away is noticed in about a minute, not hours.
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=keepalives)
 
 
 _engines: dict[str, Engine] = {}
@@ -97,20 +100,55 @@ class ProjectBusy(RuntimeError):
     """Another sync of the same project holds its lock."""
 
 
+class LockLost(RuntimeError):
+    """The run no longer holds its project's lock (its lock connection died: a database restart, a failover, an
+    idle timeout, a pooler); it must not write to Procore any more."""
+
+
 _local_locks: dict[tuple[str, int], threading.Lock] = {}
 _local_locks_guard = threading.Lock()
 
 # Keeps advisory lock ids of stsync apart from any other user of the same database.
 _LOCK_NAMESPACE = 0x5751
+# The two-key advisory lock shows in pg_locks as classid = first key, objid = second key, objsubid = 2.
+_HOLDING = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id "
+    "AND objsubid = 2 AND pid = pg_backend_pid() AND granted"
+)
+
+
+class HeldLock:
+    """The per-project lock of one run. `check()` proves the run still holds it; it is called before every write
+    to Procore, because a lock taken once at the start is not proof an hour later."""
+
+    def __init__(self, link_id: int, conn: Connection | None = None) -> None:
+        self.link_id = link_id
+        self._conn = conn
+        self._lost: str | None = None
+
+    def check(self) -> None:
+        if self._conn is None:
+            return  # the SQLite demo: a process-local lock that cannot be lost
+        if self._lost is None:
+            try:
+                held = self._conn.execute(_HOLDING, {"ns": _LOCK_NAMESPACE, "id": self.link_id}).scalar()
+            except DBAPIError as exc:
+                self._lost = f"its lock connection failed ({type(exc.orig).__name__ if exc.orig else exc})"
+            else:
+                if not held:
+                    self._lost = "the database no longer shows its lock"
+        if self._lost is not None:
+            raise LockLost(f"the sync of project link {self.link_id} lost its project lock: {self._lost}; "
+                           "it stopped before sending anything more to Procore")
 
 
 @contextmanager
-def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterator[None]:
+def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterator[HeldLock]:
     """Hold the per-project lock for the duration of a sync (DESIGN §3 step 1).
 
-    On PostgreSQL this is a session-level advisory lock on a dedicated connection, so it outlives the sync's own
-    transactions and is released by the server if the worker dies. SQLite (the demo) runs in one process, where a
-    process-local lock is enough.
+    On PostgreSQL this is a session-level advisory lock on a dedicated connection (with TCP keepalives, so a dead
+    peer is noticed), so it outlives the sync's own transactions and is released by the server if the worker dies.
+    SQLite (the demo) runs in one process, where a process-local lock is enough.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
@@ -124,16 +162,19 @@ def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterato
                 if not got:
                     raise ProjectBusy(f"another sync of project link {link_id} is running")
             try:
-                yield
+                yield HeldLock(link_id, conn)
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+                except DBAPIError:
+                    conn.invalidate()  # the connection (and with it the lock) is gone already
         return
     with _local_locks_guard:
         lock = _local_locks.setdefault((str(engine.url), link_id), threading.Lock())
     if not lock.acquire(blocking=wait):
         raise ProjectBusy(f"another sync of project link {link_id} is running")
     try:
-        yield
+        yield HeldLock(link_id)
     finally:
         lock.release()
 

@@ -15,7 +15,7 @@ from worker.db import session_scope
 from worker.enums import PayrollKind, RunStatus, RunTrigger
 from worker.models import ProjectLink, Schedule, SyncRun
 from worker.settings import get_settings
-from worker.sync.runner import create_run
+from worker.store.sync_runs import new_run
 
 log = structlog.get_logger("stsync.dispatch")
 
@@ -61,7 +61,7 @@ def _due_schedules(s: Session, now: datetime) -> list[int]:
         spec = spec_of(sched)
         occurrence = next_run(spec, tz, sched.next_run_at - timedelta(seconds=1))
         window = occurrence.window
-        run = create_run(
+        run = new_run(
             s, link, trigger=RunTrigger.schedule, window=window, schedule_id=sched.id, now=now,
             run_key=f"schedule:{sched.id}:{window.start}:{window.end}",
         )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from worker.db import dialect_insert
 from worker.enums import TechnicianStatus
 from worker.models import Technician
+from worker.store.text import clean_text
 from worker.sync.context import ResolvedTechnician
 
 
@@ -21,8 +22,9 @@ def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTe
     if not techs:
         return
     rows = [
-        {"connection_id": connection_id, "st_user_id": t.st_user_id, "name": t.name, "employee_id": t.employee_id,
-         "procore_party_id": t.party_id, "status": TechnicianStatus(t.status), "problem": t.problem,
+        {"connection_id": connection_id, "st_user_id": t.st_user_id, "name": clean_text(t.name, 300, "technician name"),
+         "employee_id": clean_text(t.employee_id, 100, "Employee ID") if t.employee_id else None,
+         "procore_party_id": t.party_id, "status": TechnicianStatus(t.status), "problem": clean_text(t.problem, 2000, "technician problem") if t.problem else None,
          "refreshed_at": now}
         for t in techs
     ]

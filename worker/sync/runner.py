@@ -11,26 +11,24 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules.periods import Period
 from worker.clients.errors import ApiError, DeferRun, NeedsReauthorization
 from worker.connections import procore_client, servicetrade_client
-from worker.db import ProjectBusy, is_unique_violation, session_scope
+from worker.crypto import SecretKeyMismatch
+from worker.db import LockLost, ProjectBusy, session_scope
 from worker.enums import RunStatus, RunTrigger
 from worker.models import Connection, ProjectLink, SyncRun
 from worker.settings import get_settings
-from worker.sync.pipeline import Progress, RunReport, Selection, SyncPipeline
+from worker.store import sync_runs as run_store
+from worker.sync.pipeline import Progress, Selection, run_sync
+from worker.sync.report import RunReport
 
 log = structlog.get_logger("stsync.runner")
 
 BUSY_RETRY = timedelta(minutes=1)
-
-
-class RunFailed(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -49,69 +47,10 @@ class RunOutcome:
         }
 
 
-def create_run(
-    s: Session,
-    link: ProjectLink,
-    *,
-    trigger: RunTrigger,
-    window: Period,
-    run_key: str | None = None,
-    dry_run: bool = False,
-    selection: Selection | None = None,
-    schedule_id: int | None = None,
-    now: datetime | None = None,
-) -> SyncRun | None:
-    """Insert a queued run. Returns None when a run with the same key exists (a second beat, a redelivery)."""
-    now = now or datetime.now(UTC)
-    key = run_key or f"{trigger.value}:{link.id}:{window.start}:{window.end}:{now.timestamp():.6f}"
-    run = SyncRun(
-        run_key=key,
-        project_link_id=link.id,
-        schedule_id=schedule_id,
-        trigger=trigger,
-        window_start=window.start,
-        window_end=window.end,
-        dry_run=dry_run,
-        selection=(
-            {
-                "clock_event_ids": sorted(selection.clock_event_ids),
-                "cost_code_id": selection.cost_code_id,
-                "line_item_type_id": selection.line_item_type_id,
-            }
-            if selection
-            else None
-        ),
-        status=RunStatus.queued,
-        attempts=0,
-        created_at=now,
-    )
-    try:
-        with s.begin_nested():
-            s.add(run)
-            s.flush()
-    except IntegrityError as exc:
-        if is_unique_violation(exc):
-            return None
-        raise
-    return run
-
-
-def claim_run(run_id: int, now: datetime, database_url: str | None = None) -> bool:
-    """Atomically move a run to `running`. False when another worker has it or it already finished."""
-    stale = now - timedelta(seconds=get_settings().sync_hard_time_limit_s)
-    with session_scope(database_url) as s:
-        result = s.execute(
-            update(SyncRun)
-            .where(
-                SyncRun.id == run_id,
-                or_(
-                    SyncRun.status.in_([RunStatus.queued, RunStatus.deferred]),
-                    (SyncRun.status == RunStatus.running) & (SyncRun.started_at < stale),
-                ),
-            )
-            .values(status=RunStatus.running, started_at=now, attempts=SyncRun.attempts + 1, error=None)
-        )
-        return result.rowcount == 1
+def create_run(s: Session, link: ProjectLink, *, trigger: RunTrigger, window: Period, now: datetime | None = None,
+               **options: Any) -> SyncRun | None:
+    """Insert a queued run (see worker.store.sync_runs.new_run); None when its run key exists."""
+    return run_store.new_run(s, link, trigger=trigger, window=window, now=now or datetime.now(UTC), **options)
 
 
 def execute_run(
@@ -122,8 +61,13 @@ def execute_run(
     progress: Progress | None = None,
     task_id: str | None = None,
 ) -> RunOutcome:
+    """Claim a queued run and run it here. From the claim on, every way out records how the run ended: nothing
+    leaves a run `running` but a dead process, and the dispatcher finds those."""
     now = now or datetime.now(UTC)
-    if not claim_run(run_id, now, database_url):
+    stale = timedelta(seconds=get_settings().sync_hard_time_limit_s)
+    with session_scope(database_url) as s:
+        claimed = run_store.claim_run(s, run_id, now, stale_after=stale)
+    if not claimed:
         with session_scope(database_url) as s:
             run = s.get(SyncRun, run_id)
             if run is None:
@@ -131,7 +75,17 @@ def execute_run(
             status = run.status
         log.info("run.not_claimed", run_id=run_id, status=status.value)
         return RunOutcome(run_id, status, None, f"run {run_id} is {status.value}; nothing to do")
+    try:
+        return _execute_claimed(run_id, now=now, database_url=database_url, progress=progress, task_id=task_id)
+    except BaseException as exc:
+        log.exception("run.crashed", run_id=run_id)
+        _finish(run_id, RunStatus.failed, None, f"{type(exc).__name__}: {exc}", database_url)
+        raise
 
+
+def _execute_claimed(
+    run_id: int, *, now: datetime, database_url: str | None, progress: Progress | None, task_id: str | None,
+) -> RunOutcome:
     with session_scope(database_url) as s:
         run = s.get(SyncRun, run_id)
         assert run is not None
@@ -143,40 +97,42 @@ def execute_run(
         window = Period(run.window_start, run.window_end)
         dry_run = run.dry_run
         selection = _selection(run.selection)
-        st, procore = servicetrade_client(conn), procore_client(conn)
-        link_id, connection_id = link.id, conn.id
+        link_id, connection_id, project_id = link.id, conn.id, link.procore_project_id
 
-    bound = log.bind(run_id=run_id, project_id=link.procore_project_id)
-    pipeline = SyncPipeline(
-        link_id, st=st, procore=procore, now=now, database_url=database_url, run_id=run_id, progress=progress
-    )
-    try:
-        report = pipeline.run(window, dry_run=dry_run, selection=selection)
-    except ProjectBusy as exc:
-        return _finish(run_id, RunStatus.deferred, None, f"{exc}; retrying in a minute", database_url,
-                       next_attempt_at=now + BUSY_RETRY)
-    except DeferRun as exc:
-        return _finish(run_id, RunStatus.deferred, None, str(exc), database_url,
-                       next_attempt_at=now + timedelta(seconds=max(exc.wait_s, 1)))
-    except NeedsReauthorization as exc:
-        with session_scope(database_url) as s:
-            conn_row = s.get(Connection, connection_id)
-            if conn_row is not None:
-                conn_row.procore_needs_reauth = str(exc)
-        return _finish(run_id, RunStatus.failed, None, str(exc), database_url)
-    except (ApiError, LookupError, ValueError) as exc:
-        bound.error("run.failed", error=str(exc))
-        return _finish(run_id, RunStatus.failed, None, str(exc), database_url)
-    except Exception as exc:
-        bound.exception("run.crashed")
-        _finish(run_id, RunStatus.failed, None, f"{type(exc).__name__}: {exc}", database_url)
-        raise
-    status = RunStatus.succeeded
-    message = None
-    if report.unknown:
-        message = f"{report.unknown} entries have no known outcome yet; the next run looks them up in Procore"
-    bound.info("run.finished", **{k: v for k, v in report.counts().items() if k != "skipped"})
-    return _finish(run_id, status, report, message, database_url)
+    with structlog.contextvars.bound_contextvars(run_id=run_id, project_id=project_id):
+        try:
+            st, procore = servicetrade_client_for(connection_id, database_url)
+            report = run_sync(link_id, window, st=st, procore=procore, now=now, run_id=run_id,
+                              database_url=database_url, dry_run=dry_run, selection=selection, progress=progress)
+        except ProjectBusy as exc:
+            return _finish(run_id, RunStatus.deferred, None, f"{exc}; retrying in a minute", database_url,
+                           next_attempt_at=now + BUSY_RETRY)
+        except DeferRun as exc:
+            return _finish(run_id, RunStatus.deferred, None, str(exc), database_url,
+                           next_attempt_at=now + timedelta(seconds=max(exc.wait_s, 1)))
+        except NeedsReauthorization as exc:
+            with session_scope(database_url) as s:
+                conn_row = s.get(Connection, connection_id)
+                if conn_row is not None:
+                    conn_row.procore_needs_reauth = str(exc)
+            return _finish(run_id, RunStatus.failed, None, str(exc), database_url)
+        except (ApiError, LookupError, ValueError, LockLost, SecretKeyMismatch) as exc:
+            log.error("run.failed", error=str(exc))
+            return _finish(run_id, RunStatus.failed, None, str(exc), database_url)
+        message = None
+        if report.unknown:
+            message = f"{report.unknown} entries have no known outcome yet; the next run looks them up in Procore"
+        log.info("run.finished", **{k: v for k, v in report.counts().items() if k != "skipped"})
+        return _finish(run_id, RunStatus.succeeded, report, message, database_url)
+
+
+def servicetrade_client_for(connection_id: int, database_url: str | None) -> tuple[Any, Any]:
+    """The ServiceTrade and Procore clients of a connection, with its stored (decrypted) credentials."""
+    with session_scope(database_url) as s:
+        conn = s.get(Connection, connection_id)
+        if conn is None:
+            raise LookupError(f"connection {connection_id} does not exist")
+        return servicetrade_client(conn), procore_client(conn)
 
 
 def _finish(
@@ -189,14 +145,8 @@ def _finish(
     next_attempt_at: datetime | None = None,
 ) -> RunOutcome:
     with session_scope(database_url) as s:
-        run = s.get(SyncRun, run_id)
-        assert run is not None
-        run.status = status
-        run.finished_at = datetime.now(UTC)
-        run.error = message if status != RunStatus.succeeded else None
-        run.next_attempt_at = next_attempt_at
-        if report is not None:
-            run.counts = report.counts()
+        run_store.finish_run(s, run_id, status, message, at=datetime.now(UTC),
+                             counts=report.counts() if report is not None else None, next_attempt_at=next_attempt_at)
     return RunOutcome(run_id, status, report, message)
 
 

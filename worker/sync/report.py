@@ -1,0 +1,77 @@
+"""What one run did, or would do (DESIGN §3 step 12): per project, entries posted and their hours, skipped by
+reason, failed, and whether the entries await Timesheets approval or already count toward the budget."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from worker.enums import PROBLEM_SKIPS
+
+
+@dataclass
+class RunReport:
+    project_id: int
+    project_name: str
+    window_start: date
+    window_end: date
+    dry_run: bool
+    awaiting_approval: bool = False
+    posted: int = 0
+    hours: Decimal = Decimal("0.00")
+    unchanged: int = 0
+    updated: int = 0
+    deleted: int = 0
+    needs_review: int = 0
+    failed: int = 0
+    unknown: int = 0
+    later: int = 0
+    retired: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    malformed_events: list[str] = field(default_factory=list)
+    procore_writes: int = 0
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def budget_note(self) -> str:
+        if self.awaiting_approval:
+            return "entries wait on the project's Timesheets for review and approval before they count"
+        return "the Timesheets tool is off on this project: entries count toward the Labor budget at once"
+
+    @property
+    def problem_skips(self) -> dict[str, int]:
+        """Skipped rows a person must fix (a rule, an Employee ID), by reason."""
+        return {reason: n for reason, n in self.skipped.items() if reason in PROBLEM_SKIPS}
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "posted": self.posted,
+            "hours": str(self.hours),
+            "unchanged": self.unchanged,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "needs_review": self.needs_review,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "later": self.later,
+            "retired": self.retired,
+            "skipped": dict(sorted(self.skipped.items())),
+            "malformed_events": len(self.malformed_events),
+            "procore_writes": self.procore_writes,
+            "awaiting_approval": self.awaiting_approval,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "project_name": self.project_name,
+            "window": [self.window_start.isoformat(), self.window_end.isoformat()],
+            "dry_run": self.dry_run,
+            **self.counts(),
+            "budget": self.budget_note,
+            "malformed": self.malformed_events,
+            **({"preview": self.preview} if self.preview else {}),
+        }
