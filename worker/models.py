@@ -222,6 +222,7 @@ class SyncRun(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None] = mapped_column(doc="the running run's lease: renewed while it works")
     finished_at: Mapped[datetime | None]
 
     link: Mapped[ProjectLink] = relationship()
