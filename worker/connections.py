@@ -1,5 +1,5 @@
-"""Stored connections: building API clients from them, and persisting what the clients hand back (rotated Procore
-tokens, a new ServiceTrade session) encrypted, in one transaction, under a row lock."""
+"""API clients built from a stored connection, and what the clients hand back (rotated Procore tokens, a new
+ServiceTrade session) persisted encrypted, in one transaction, under a row lock."""
 
 from __future__ import annotations
 
@@ -18,43 +18,10 @@ from worker.db import session_scope
 from worker.logging import register_secret
 from worker.models import Connection
 from worker.settings import Settings, get_settings
+from worker.store.connections import NoConnection, get_connection  # noqa: F401 - tasks/projects.py's import
 
 # An already-expired access time: a stored refresh token alone makes the client refresh before its first call.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class NoConnection(RuntimeError):
-    pass
-
-
-def get_connection(session: Session, company_id: int | None = None) -> Connection:
-    """The connection to use: the one for `company_id`, or the only one there is."""
-    query = select(Connection)
-    if company_id is not None:
-        query = query.where(Connection.procore_company_id == company_id)
-    rows = session.scalars(query).all()
-    if not rows:
-        raise NoConnection(
-            "No connection is stored yet. Run `stsync connect procore --company-id ID --client-id X --client-secret Y` "
-            "and `stsync connect servicetrade --username U --password P` first."
-        )
-    if len(rows) > 1:
-        ids = ", ".join(str(r.procore_company_id) for r in rows)
-        raise NoConnection(f"Several Procore companies are connected ({ids}); say which with --company-id.")
-    _register_connection_secrets(rows[0])
-    return rows[0]
-
-
-def _register_connection_secrets(conn: Connection) -> None:
-    for value in (
-        conn.procore_client_secret,
-        conn.procore_access_token,
-        conn.procore_refresh_token,
-        conn.st_password,
-        conn.st_client_secret,
-        conn.st_session_token,
-    ):
-        register_secret(value)
+EXPIRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DbTokenStore:
@@ -100,7 +67,7 @@ class DbTokenStore:
     def _read(row: Connection | None) -> TokenSet | None:
         if row is None or not row.procore_access_token or row.procore_token_expires_at is None:
             if row is not None and row.procore_refresh_token:
-                return TokenSet(access_token="", refresh_token=row.procore_refresh_token, expires_at=_EPOCH)
+                return TokenSet(access_token="", refresh_token=row.procore_refresh_token, expires_at=EXPIRED_AT)
             return None
         return TokenSet(
             access_token=row.procore_access_token,
@@ -115,7 +82,6 @@ class DbTokenStore:
         row.procore_refresh_token = tokens.refresh_token
         row.procore_token_expires_at = tokens.expires_at
         row.procore_needs_reauth = None
-
 
 
 _local_budgets: dict[int, LocalRateBudget] = {}
