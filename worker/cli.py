@@ -1,40 +1,37 @@
-"""The `stsync` command (DESIGN §7): tables for people, JSON for programs, non-zero exit on failure."""
+"""The `stsync` command (DESIGN §7): options, prompts and printing around one `worker.service` call per command.
+Tables for people, JSON for programs, non-zero exit on failure."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime, time
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from schedules.nextrun import next_run
-from schedules.periods import Period
 from worker.clients.errors import ApiError, CredentialsRejected, NeedsReauthorization
-from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
-from worker.clients.servicetrade import ServiceTradeClient
-from worker.connections import NoConnection, get_connection, procore_client, servicetrade_client
 from worker.crypto import SecretKeyMismatch
-from worker.db import ProjectBusy, session_scope
-from worker.enums import LedgerStatus, PayrollKind, RunStatus, RunTrigger
-from worker.logging import configure_logging, register_secret
-from worker.models import Connection, CostCodeRule, LedgerEntry, ProjectLink, SyncRun
-from worker.projects import LinkRefused, check_project, link_project, technician_dict
-from worker.settings import MissingSecretKey, get_settings
-from worker.sync.pipeline import Selection
-from worker.sync.rules import parse_weekdays, parse_window
-from worker.sync.runner import RunOutcome, create_run, execute_run, find_link, parse_day
+from worker.db import ProjectBusy
+from worker.enums import RULE_ACTIVITIES, LedgerStatus, PayrollKind, RunStatus, ScheduleKind
+from worker.inputs import InvalidArgument
+from worker.logging import configure_logging
+from worker.projects import LinkRefused
+from worker.service import connections as connection_service
+from worker.service import history, syncing
+from worker.service import projects as project_service
+from worker.service import rules as rule_service
+from worker.service import schedules as schedule_service
+from worker.settings import MissingSecretKey
+from worker.store.connections import NoConnection
+from worker.sync.runner import RunOutcome
 
 EXPECTED = (
-    ApiError, NoConnection, MissingSecretKey, SecretKeyMismatch, LinkRefused, LookupError, ValueError,
-    ProjectBusy, NeedsReauthorization,
+    ApiError, NoConnection, MissingSecretKey, SecretKeyMismatch, LinkRefused, LookupError, InvalidArgument,
+    ValueError, ProjectBusy, NeedsReauthorization,
 )
 
 
@@ -115,6 +112,7 @@ def db_upgrade() -> None:
     """Migrate the database (DATABASE_URL) to the latest schema."""
     from worker.logging import mask_url
     from worker.migrate import upgrade
+    from worker.settings import get_settings
 
     url = get_settings().database_url
     upgrade(url)
@@ -136,32 +134,9 @@ def connect() -> None:
 @click.option("--refresh-token", default=None, help="for a connection that a Procore user authorised")
 @handled
 def connect_procore(company_id: int, client_id: str, client_secret: str, refresh_token: str | None) -> None:
-    settings = get_settings()
-    settings.secret_key()
-    for secret in (client_secret, refresh_token):
-        register_secret(secret)
-    initial = TokenSet("", refresh_token, datetime(1970, 1, 1, tzinfo=UTC)) if refresh_token else None
-    store = MemoryTokenStore(initial)
-    client = ProcoreClient(
-        settings.procore_api_url, settings.procore_login_url, company_id,
-        client_id=client_id, client_secret=client_secret, token_store=store, timeout=settings.http_timeout_s,
-    )
-    config = client.company_configuration()
-    tokens = store.load()
-    with session_scope() as s:
-        conn = s.scalars(select(Connection).where(Connection.procore_company_id == company_id)).one_or_none()
-        if conn is None:
-            conn = Connection(procore_company_id=company_id)
-            s.add(conn)
-        conn.procore_client_id = client_id
-        conn.procore_client_secret = client_secret
-        conn.procore_access_token = tokens.access_token if tokens else None
-        conn.procore_refresh_token = tokens.refresh_token if tokens else None
-        conn.procore_token_expires_at = tokens.expires_at if tokens else None
-        conn.procore_needs_reauth = None
-    grant = "a user's refresh token" if refresh_token else "client credentials"
-    in_out = len(config.get("projects_timecard_in_out_enabled") or [])
-    click.echo(f"Procore company {company_id} connected with {grant} ({in_out} project(s) record start/stop times).")
+    done = connection_service.connect_procore(company_id, client_id, client_secret, refresh_token)
+    click.echo(f"Procore company {done.company_id} connected with {done.grant} "
+               f"({done.start_stop_projects} project(s) record start/stop times).")
 
 
 @connect.command("servicetrade")
@@ -175,31 +150,9 @@ def connect_servicetrade(
     username: str | None, password: str | None, client_id: str | None, client_secret: str | None,
     company_id: int | None,
 ) -> None:
-    settings = get_settings()
-    settings.secret_key()
-    for secret in (password, client_secret):
-        register_secret(secret)
-    if client_id or client_secret:
-        if not (client_id and client_secret):
-            raise ValueError("--client-id and --client-secret go together")
-        client = ServiceTradeClient(settings.servicetrade_api_url, client_id=client_id, client_secret=client_secret,
-                                    timeout=settings.http_timeout_s)
-        kind = "oauth"
-    else:
-        if not (username and password):
-            raise ValueError("give --username and --password (or --client-id and --client-secret for OAuth)")
-        client = ServiceTradeClient(settings.servicetrade_api_url, username=username, password=password,
-                                    timeout=settings.http_timeout_s)
-        kind = "session"
-    me = client.whoami()
-    with session_scope() as s:
-        conn = get_connection(s, company_id)
-        conn.st_auth_kind = kind
-        conn.st_username, conn.st_password = (username, password) if kind == "session" else (None, None)
-        conn.st_client_id, conn.st_client_secret = (client_id, client_secret) if kind == "oauth" else (None, None)
-        conn.st_session_token = client.session_token
-        conn.st_vendor_company_id = int(me["company_id"])
-    click.echo(f"ServiceTrade account {me.get('company_name')} ({me['company_id']}) connected as {me.get('name')}.")
+    done = connection_service.connect_servicetrade(username=username, password=password, client_id=client_id,
+                                                   client_secret=client_secret, company_id=company_id)
+    click.echo(f"ServiceTrade account {done.company_name} ({done.company_id}) connected as {done.user_name}.")
 
 
 # ---------------------------------------------------------------------------- project
@@ -210,23 +163,13 @@ def project() -> None:
     """Link Procore projects to ServiceTrade and check them."""
 
 
-def _clients(s: Session, need_st: bool = True) -> tuple[Connection, ProcoreClient, ServiceTradeClient | None]:
-    conn = get_connection(s)
-    if conn.procore_needs_reauth:
-        raise NeedsReauthorization("procore", "-", "stored connection", None, conn.procore_needs_reauth)
-    return conn, procore_client(conn), servicetrade_client(conn) if need_st else None
-
-
 @project.command("check")
 @click.argument("project_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def project_check(project_id: int, as_json: bool) -> None:
     """Everything that would stop a sync of PROJECT_ID, each named; exit 1 when something blocks."""
-    with session_scope() as s:
-        conn, procore, st = _clients(s)
-        link = s.scalars(select(ProjectLink).where(ProjectLink.procore_project_id == project_id)).one_or_none()
-        result = check_project(procore, st, project_id, link=link)
+    result = project_service.check_project(project_id)
     data = result.to_dict()
     emit(data, as_json, lambda: _print_check(data))
     if not result.ok:
@@ -268,20 +211,17 @@ def _print_check(d: dict[str, Any]) -> None:
 @handled
 def project_link(project_id: int, job_type: str, lookback_days: int | None, split_mode: str, as_json: bool) -> None:
     """Create (or find) the ServiceTrade customer, location and job for PROJECT_ID and record the link."""
-    with session_scope() as s:
-        conn, procore, st = _clients(s)
-        result = link_project(s, conn, procore, st, project_id, job_type, lookback_days=lookback_days,
-                              split_mode=split_mode)
+    result = project_service.link_project(project_id, job_type, lookback_days=lookback_days, split_mode=split_mode)
     data = result.to_dict()
 
     def show() -> None:
         if result.already_linked:
-            click.echo(f"Procore project {project_id} is already linked to ServiceTrade job #{result.job_number}: "
-                       f"{data['job_url']}")
+            click.echo(f"Procore project {project_id} ({result.project_name}) is already linked to ServiceTrade "
+                       f"job #{result.job_number}: {data['job_url']}")
         else:
             made = ", ".join(result.created) or "nothing (all found from an earlier attempt)"
-            click.echo(f"Linked Procore project {project_id} to ServiceTrade job #{result.job_number} "
-                       f"({data['job_url']}); created: {made}.")
+            click.echo(f"Linked Procore project {project_id} ({result.project_name}) to ServiceTrade job "
+                       f"#{result.job_number} ({data['job_url']}); created: {made}.")
 
     emit(data, as_json, show)
 
@@ -292,22 +232,7 @@ def project_link(project_id: int, job_type: str, lookback_days: int | None, spli
 @handled
 def project_show(project_id: int, as_json: bool) -> None:
     """The stored link of PROJECT_ID: job, zone, mode, rules, schedules, ledger totals."""
-    from worker.models import Schedule
-
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        counts = dict(s.execute(select(LedgerEntry.status, func.count()).where(
-            LedgerEntry.project_link_id == link.id).group_by(LedgerEntry.status)).all())
-        schedules = s.scalars(select(Schedule).where(Schedule.project_link_id == link.id)).all()
-        data = {
-            "project_id": project_id, "name": link.name, "time_zone": link.time_zone,
-            "entry_mode": link.entry_mode.value, "timesheets_active": link.timesheets_active,
-            "lookback_days": link.lookback_days, "split_mode": link.split_mode.value, "job_type": link.job_type,
-            "st_job_id": link.st_job_id, "st_job_number": link.st_job_number,
-            "rules": [_rule_dict(r) for r in link.rules],
-            "schedules": [_schedule_dict(x, link.time_zone) for x in schedules],
-            "ledger": {str(k.value if hasattr(k, "value") else k): v for k, v in counts.items()},
-        }
+    data = project_service.show_project(project_id).to_dict()
 
     def show() -> None:
         for key in ("name", "time_zone", "entry_mode", "timesheets_active", "lookback_days", "split_mode",
@@ -327,32 +252,18 @@ def project_show(project_id: int, as_json: bool) -> None:
 @handled
 def technicians(as_json: bool) -> None:
     """Each ServiceTrade technician, their Procore Employee ID and the person it resolves to, or what to fix."""
-    from worker.store.technicians import store_technicians
-    from worker.sync.context import fetch_technicians
-
-    with session_scope() as s:
-        conn, procore, st = _clients(s)
-        resolved = fetch_technicians(st, procore)
-        store_technicians(s, conn.id, resolved, datetime.now(UTC))
-    data = [technician_dict(t) for t in resolved]
+    data = [t.to_dict() for t in project_service.list_technicians()]
     emit(data, as_json, lambda: print_table(data, [
-        ("st_user_id", "ServiceTrade id"), ("name", "technician"), ("employee_id", "employee id"),
+        ("name", "technician"), ("st_user_id", "ServiceTrade id"), ("employee_id", "employee id"),
         ("party_id", "Procore person"), ("status", "status"), ("warning", "what to fix")]))
 
 
 # ---------------------------------------------------------------------------- rules
 
-RULE_COLUMNS = [("priority", "priority"), ("activity", "activity"), ("st_user_id", "technician"),
-                ("weekdays", "weekdays"), ("start_window", "start between"), ("cost_code_id", "cost code"),
-                ("line_item_type_id", "cost type"), ("timecard_time_type_id", "time type"), ("billable", "billable"),
+RULE_COLUMNS = [("priority", "priority"), ("activity", "activity"), ("technician", "technician"),
+                ("weekdays", "weekdays"), ("start_window", "start between"), ("cost_code", "cost code"),
+                ("cost_type", "cost type"), ("timecard_time_type_id", "time type"), ("billable", "billable"),
                 ("description", "description")]
-
-
-def _rule_dict(r: CostCodeRule) -> dict[str, Any]:
-    return {"id": r.id, "priority": r.priority, "activity": r.activity, "st_user_id": r.st_user_id,
-            "weekdays": r.weekdays, "start_window": r.start_window, "cost_code_id": r.cost_code_id,
-            "line_item_type_id": r.line_item_type_id, "timecard_time_type_id": r.timecard_time_type_id,
-            "billable": r.billable, "description": r.description}
 
 
 @cli.group()
@@ -364,7 +275,7 @@ def rules() -> None:
 @click.argument("project_id", type=int)
 @click.option("--cost-code-id", type=int, required=True)
 @click.option("--line-item-type-id", type=int, required=True)
-@click.option("--activity", type=click.Choice(["onsite", "enroute", "offsite"]), default=None)
+@click.option("--activity", type=click.Choice([a.value for a in RULE_ACTIVITIES]), default=None)
 @click.option("--technician", "st_user_id", type=int, default=None, help="ServiceTrade user id")
 @click.option("--weekdays", default=None, help="mon,tue,...")
 @click.option("--start-between", default=None, help="HH:MM-HH:MM local; may wrap midnight (18:00-05:00)")
@@ -377,41 +288,11 @@ def rules_add(project_id: int, cost_code_id: int, line_item_type_id: int, activi
               st_user_id: int | None, weekdays: str | None, start_between: str | None, time_type_id: int | None,
               billable: bool, description: str | None, priority: int | None) -> None:
     """Add a rule to PROJECT_ID; only a budgeted Labor cost code and a Labor cost type are accepted."""
-    from worker.sync.context import labor_codes
-
-    if weekdays:
-        weekdays = _weekday_text(parse_weekdays(weekdays))
-    if start_between:
-        parse_window(start_between)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        _conn, procore, _st = _clients(s, need_st=False)
-        codes = labor_codes(procore.cost_codes(project_id), procore.line_item_types())
-        valid = "\n".join(
-            f"  cost code {cid} {c.get('full_code') or c.get('code')} {c.get('name')}" for cid, c in codes.usable.items()
-        ) or "  (none: the project has no budgeted Labor cost code)"
-        types = "\n".join(f"  cost type {tid} {t.get('name')}" for tid, t in codes.labor_line_item_types.items())
-        if cost_code_id not in codes.usable:
-            why = codes.unusable.get(cost_code_id, (None, "not a cost code of this project"))[1]
-            raise ValueError(f"cost code {cost_code_id} can't take labor hours ({why}). Valid choices:\n{valid}")
-        if line_item_type_id not in codes.labor_line_item_types:
-            raise ValueError(f"cost type {line_item_type_id} is not a Labor cost type. Valid choices:\n{types}")
-        taken = {r.priority for r in link.rules}
-        if priority is None:
-            priority = max(taken, default=0) + 1
-        elif priority in taken:
-            raise ValueError(f"priority {priority} is taken on project {project_id}; remove that rule or pick another")
-        rule = CostCodeRule(project_link_id=link.id, priority=priority, activity=activity, st_user_id=st_user_id,
-                            weekdays=weekdays, start_window=start_between, cost_code_id=cost_code_id,
-                            line_item_type_id=line_item_type_id, timecard_time_type_id=time_type_id,
-                            billable=billable, description=description)
-        s.add(rule)
-    click.echo(f"rule #{priority} added to project {project_id}")
-
-
-def _weekday_text(days: Iterable[int]) -> str:
-    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-    return ",".join(names[d] for d in sorted(days))
+    rule = rule_service.add_rule(
+        project_id, cost_code_id, line_item_type_id, activity=activity, st_user_id=st_user_id, weekdays=weekdays,
+        start_between=start_between, time_type_id=time_type_id, billable=billable, description=description,
+        priority=priority)
+    click.echo(f"rule #{rule.priority} added to project {project_id}: {rule.cost_code}, {rule.cost_type}")
 
 
 @rules.command("list")
@@ -419,8 +300,7 @@ def _weekday_text(days: Iterable[int]) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def rules_list(project_id: int, as_json: bool) -> None:
-    with session_scope() as s:
-        data = [_rule_dict(r) for r in find_link(s, project_id).rules]
+    data = [r.to_dict() for r in rule_service.list_rules(project_id)]
     emit(data, as_json, lambda: print_table(data, RULE_COLUMNS, empty="(no rules: every interval is unmapped)"))
 
 
@@ -429,31 +309,14 @@ def rules_list(project_id: int, as_json: bool) -> None:
 @click.option("--priority", type=int, required=True)
 @handled
 def rules_remove(project_id: int, priority: int) -> None:
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        rule = next((r for r in link.rules if r.priority == priority), None)
-        if rule is None:
-            raise LookupError(f"project {project_id} has no rule #{priority}")
-        s.delete(rule)
+    rule_service.remove_rule(project_id, priority)
     click.echo(f"rule #{priority} removed from project {project_id}")
 
 
 # ---------------------------------------------------------------------------- schedules
 
-SCHEDULE_COLUMNS = [("id", "id"), ("project_id", "project"), ("kind", "kind"), ("detail", "when"),
+SCHEDULE_COLUMNS = [("id", "id"), ("project_name", "project"), ("kind", "kind"), ("detail", "when"),
                     ("next_run_local", "next run (local)"), ("next_run_at", "next run (UTC)"), ("enabled", "enabled")]
-
-
-def _schedule_dict(x: Any, zone: str) -> dict[str, Any]:
-    detail = x.local_time.strftime("%H:%M")
-    if x.kind.value == "weekly":
-        detail = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][x.weekday] + "@" + detail
-    if x.kind.value == "payroll":
-        detail = f"{x.payroll_kind} at {detail}" + (f", anchor {x.anchor_date}" if x.anchor_date else "") + (
-            f", +{x.grace_days} day(s) grace" if x.grace_days else "")
-    return {"id": x.id, "kind": x.kind.value, "detail": detail, "next_run_at": x.next_run_at,
-            "next_run_local": x.next_run_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z"),
-            "enabled": x.enabled}
 
 
 @cli.group()
@@ -474,82 +337,70 @@ def schedule() -> None:
 def schedule_set(project_id: int, nightly_at: str | None, weekly_at: str | None, payroll: str | None,
                  anchor: str | None, at_time: str | None, grace_days: int, as_json: bool) -> None:
     """Set (replace) the schedule of one kind for PROJECT_ID."""
-    from worker.dispatch import spec_of
-    from worker.models import Schedule, ScheduleKind
-
     chosen = [x for x in (nightly_at, weekly_at, payroll) if x]
     if len(chosen) != 1:
-        raise ValueError("give exactly one of --nightly HH:MM, --weekly DAY@HH:MM, --payroll KIND --at HH:MM")
+        raise InvalidArgument("give exactly one of --nightly HH:MM, --weekly DAY@HH:MM, --payroll KIND --at HH:MM")
     weekday = None
     if nightly_at:
-        kind, at = ScheduleKind.nightly, _hhmm(nightly_at, "--nightly")
+        kind, at = ScheduleKind.nightly, nightly_at
     elif weekly_at:
-        day, _, hm = weekly_at.partition("@")
-        days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        if day.lower()[:3] not in days or not hm:
-            raise ValueError(f"--weekly must look like fri@18:00, got {weekly_at!r}")
-        kind, at, weekday = ScheduleKind.weekly, _hhmm(hm, "--weekly"), days.index(day.lower()[:3])
+        weekday, _, at = weekly_at.partition("@")
+        if not at:
+            raise InvalidArgument(f"--weekly must look like fri@18:00, got {weekly_at!r}")
+        kind = ScheduleKind.weekly
     else:
         if not at_time:
-            raise ValueError("--payroll needs --at HH:MM (the local time of the run)")
-        kind, at = ScheduleKind.payroll, _hhmm(at_time, "--at")
-    anchor_d = parse_day(anchor, "--anchor")
-    if payroll == "biweekly" and anchor_d is None:
-        raise ValueError("a biweekly payroll needs --anchor YYYY-MM-DD, the first day of any one period")
-    if grace_days < 0:
-        raise ValueError("--grace-days can't be negative")
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        sched = s.scalars(select(Schedule).where(Schedule.project_link_id == link.id,
-                                                 Schedule.kind == kind)).one_or_none()
-        if sched is None:
-            sched = Schedule(project_link_id=link.id, kind=kind, next_run_at=now)
-            s.add(sched)
-        sched.local_time, sched.weekday, sched.payroll_kind = at, weekday, payroll
-        sched.anchor_date, sched.grace_days, sched.enabled = anchor_d, grace_days, True
-        occurrence = next_run(spec_of(sched), ZoneInfo(link.time_zone), now)
-        sched.next_run_at = occurrence.at_utc
-        s.flush()
-        data = _schedule_dict(sched, link.time_zone) | {"project_id": project_id,
-                                                        "window": [str(occurrence.window.start),
-                                                                   str(occurrence.window.end)]}
+            raise InvalidArgument("--payroll needs --at HH:MM (the local time of the run)")
+        kind, at = ScheduleKind.payroll, at_time
+    view = schedule_service.set_schedule(project_id, kind, at, weekday=weekday, payroll_kind=payroll, anchor=anchor,
+                                         grace_days=grace_days)
+    data = view.to_dict()
     emit(data, as_json, lambda: click.echo(
-        f"project {project_id}: {data['kind']} {data['detail']}; next run {data['next_run_local']} "
-        f"covering {data['window'][0]} to {data['window'][1]}"))
-
-
-def _hhmm(value: str, name: str) -> time:
-    try:
-        return time.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a local time as HH:MM, got {value!r}") from None
+        f"project {project_id} ({view.project_name}): {data['kind']} {data['detail']}; next run "
+        f"{data['next_run_local']} covering {data['window'][0]} to {data['window'][1]}"))
 
 
 @schedule.command("list")
+@click.option("--project", "project_id", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def schedule_list(as_json: bool) -> None:
-    from worker.models import Schedule
-
-    with session_scope() as s:
-        data = [
-            _schedule_dict(x, link.time_zone) | {"project_id": link.procore_project_id}
-            for x, link in s.execute(select(Schedule, ProjectLink).join(ProjectLink).order_by(Schedule.next_run_at))
-        ]
+def schedule_list(project_id: int | None, as_json: bool) -> None:
+    data = [x.to_dict() for x in schedule_service.list_schedules(project_id)]
     emit(data, as_json, lambda: print_table(data, SCHEDULE_COLUMNS, empty="(no schedules)"))
 
 
+KIND_OPTION = click.option("--kind", type=click.Choice([k.value for k in ScheduleKind]), required=True)
+
+
+@schedule.command("remove")
+@click.argument("project_id", type=int)
+@KIND_OPTION
+@handled
+def schedule_remove(project_id: int, kind: str) -> None:
+    schedule_service.remove_schedule(project_id, kind)
+    click.echo(f"{kind} schedule removed from project {project_id}")
+
+
+@schedule.command("pause")
+@click.argument("project_id", type=int)
+@KIND_OPTION
+@handled
+def schedule_pause(project_id: int, kind: str) -> None:
+    view = schedule_service.pause_schedule(project_id, kind)
+    click.echo(f"{kind} schedule of project {project_id} ({view.project_name}) paused")
+
+
+@schedule.command("resume")
+@click.argument("project_id", type=int)
+@KIND_OPTION
+@handled
+def schedule_resume(project_id: int, kind: str) -> None:
+    view = schedule_service.resume_schedule(project_id, kind)
+    click.echo(f"{kind} schedule of project {project_id} ({view.project_name}) resumed; next run "
+               f"{view.next_run_local}")
+
+
 # ---------------------------------------------------------------------------- sync
-
-
-def _window(link: ProjectLink, start: str | None, end: str | None, now: datetime) -> Period:
-    today = now.astimezone(ZoneInfo(link.time_zone)).date()
-    end_d = parse_day(end, "--end") or today
-    start_d = parse_day(start, "--start") or end_d
-    if start_d > end_d:
-        raise ValueError(f"--start {start_d} is after --end {end_d}")
-    return Period(start_d, end_d)
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -557,19 +408,9 @@ def _progress(stage: str, done: int, total: int) -> None:
         click.echo(f"\r{stage}: {done}/{total}" if total else f"\r{stage}: {done}", err=True, nl=False)
 
 
-def _run_now(link_id: int, window: Period, trigger: RunTrigger, *, dry_run: bool = False,
-             selection: Selection | None = None) -> RunOutcome:
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = s.get(ProjectLink, link_id)
-        assert link is not None
-        run = create_run(s, link, trigger=trigger, window=window, dry_run=dry_run, selection=selection, now=now)
-        assert run is not None
-        run_id = run.id
-    outcome = execute_run(run_id, now=now, progress=_progress)
+def _end_progress() -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
-    return outcome
 
 
 @cli.command("sync")
@@ -582,26 +423,15 @@ def _run_now(link_id: int, window: Period, trigger: RunTrigger, *, dry_run: bool
 @handled
 def sync(project_id: int, start: str | None, end: str | None, dry_run: bool, enqueue: bool, as_json: bool) -> None:
     """Sync PROJECT_ID for a window of local dates (both included), plus the project's look-back."""
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        window = _window(link, start, end, now)
-        link_id = link.id
-        if enqueue:
-            run = create_run(s, link, trigger=RunTrigger.cli, window=window, dry_run=dry_run, now=now)
-            assert run is not None
-            run.enqueued_at = now
-            run_id = run.id
     if enqueue:
-        from tasks.sync import run as run_task
-
-        run_task.delay(run_id=run_id)
+        run_id = syncing.enqueue_sync(project_id, start, end, dry_run=dry_run)
         emit({"run_id": run_id, "status": "queued"}, as_json,
-             lambda: click.echo(f"run {run_id} queued for project {project_id} ({window.start} to {window.end})"))
+             lambda: click.echo(f"run {run_id} queued for project {project_id}"))
         return
-    outcome = _run_now(link_id, window, RunTrigger.cli, dry_run=dry_run)
+    outcome = syncing.sync_window(project_id, start, end, dry_run=dry_run, progress=_progress)
+    _end_progress()
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
-    if outcome.status not in (RunStatus.succeeded,):
+    if outcome.status != RunStatus.succeeded:
         sys.exit(1)
 
 
@@ -647,16 +477,7 @@ PREVIEW_COLUMNS = [("technician", "technician"), ("activity", "activity"), ("dat
 @handled
 def events(project_id: int, start: str | None, end: str | None, as_json: bool) -> None:
     """Preview: technician, activity, actual and rounded times, date, hours, rule, warnings, ledger status."""
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        window, link_id = _window(link, start, end, now), link.id
-    outcome = _run_now(link_id, window, RunTrigger.cli, dry_run=True)
-    if outcome.report is not None:
-        outcome.report.preview = [
-            p for p in outcome.report.preview if p.get("date") and window.start <= date.fromisoformat(p["date"])
-            <= window.end
-        ]
+    outcome = syncing.preview_events(project_id, start, end)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
 
 
@@ -672,13 +493,7 @@ def events(project_id: int, start: str | None, end: str | None, as_json: bool) -
 def sync_events(project_id: int, event_ids: tuple[int, ...], cost_code_id: int, line_item_type_id: int,
                 start: str | None, end: str | None, as_json: bool) -> None:
     """The manual flow: post the chosen clock events with one cost code and cost type."""
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        window = _window(link, start, end, now)
-        link_id = link.id
-    selection = Selection(frozenset(event_ids), cost_code_id, line_item_type_id)
-    outcome = _run_now(link_id, window, RunTrigger.manual, selection=selection)
+    outcome = syncing.sync_selected(project_id, event_ids, cost_code_id, line_item_type_id, start, end)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
@@ -692,21 +507,13 @@ def sync_events(project_id: int, event_ids: tuple[int, ...], cost_code_id: int, 
 @handled
 def ledger(project_id: int, status: str | None, limit: int, as_json: bool) -> None:
     """The ledger rows of PROJECT_ID: what stsync posted, skipped, or holds for review, and why."""
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        q = select(LedgerEntry).where(LedgerEntry.project_link_id == link.id)
-        if status:
-            q = q.where(LedgerEntry.status == LedgerStatus(status))
-        rows = s.scalars(q.order_by(LedgerEntry.work_date, LedgerEntry.source_key).limit(limit)).all()
-        data = [{
-            "id": r.id, "source_key": r.source_key, "technician": r.technician_name, "activity": r.activity,
-            "date": r.work_date, "hours": r.hours, "cost_code_id": r.cost_code_id, "status": r.status.value,
-            "reason": r.reason, "detail": r.detail, "procore_entry_id": r.procore_entry_id, "manual": r.manual,
-        } for r in rows]
-    emit(data, as_json, lambda: print_table(data, [
-        ("source_key", "source"), ("technician", "technician"), ("date", "date"), ("hours", "hours"),
-        ("cost_code_id", "cost code"), ("status", "status"), ("reason", "reason"),
-        ("procore_entry_id", "Procore id"), ("detail", "detail")]))
+    data = [r.to_dict() for r in history.list_ledger(project_id, status=status, limit=limit)]
+    emit(data, as_json, lambda: print_table(data, LEDGER_COLUMNS))
+
+
+LEDGER_COLUMNS = [("source_key", "source"), ("technician", "technician"), ("date", "date"), ("hours", "hours"),
+                  ("cost_code", "cost code"), ("status", "status"), ("reason", "reason"),
+                  ("procore_entry_id", "Procore id"), ("detail", "detail")]
 
 
 @cli.command("runs")
@@ -716,28 +523,13 @@ def ledger(project_id: int, status: str | None, limit: int, as_json: bool) -> No
 @handled
 def runs(project_id: int | None, limit: int, as_json: bool) -> None:
     """Recent sync runs: trigger, window, status, counts and duration."""
-    with session_scope() as s:
-        q = select(SyncRun, ProjectLink.procore_project_id).join(ProjectLink)
-        if project_id is not None:
-            q = q.where(ProjectLink.procore_project_id == project_id)
-        data = []
-        for run, pid in s.execute(q.order_by(SyncRun.id.desc()).limit(limit)).all():
-            counts = run.counts or {}
-            duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
-            data.append({
-                "id": run.id, "project_id": pid, "trigger": run.trigger.value,
-                "window": f"{run.window_start}..{run.window_end}",
-                "status": run.status.value + (" (dry run)" if run.dry_run else ""),
-                "dry_run": run.dry_run, "posted": counts.get("posted"), "hours": counts.get("hours"),
-                "skipped": sum((counts.get("skipped") or {}).values()) if counts else None,
-                "failed": counts.get("failed"), "needs_review": counts.get("needs_review"),
-                "duration_s": round(duration, 1) if duration is not None else None,
-                "next_attempt_at": run.next_attempt_at, "error": run.error, "counts": counts,
-            })
-    emit(data, as_json, lambda: print_table(data, [
-        ("id", "run"), ("project_id", "project"), ("trigger", "trigger"), ("window", "window"),
-        ("status", "status"), ("posted", "posted"), ("hours", "hours"), ("skipped", "skipped"),
-        ("failed", "failed"), ("needs_review", "review"), ("duration_s", "secs"), ("error", "note")]))
+    data = [r.to_dict() for r in history.list_runs(project_id, limit)]
+    emit(data, as_json, lambda: print_table(data, RUN_COLUMNS))
+
+
+RUN_COLUMNS = [("id", "run"), ("project_name", "project"), ("trigger", "trigger"), ("window", "window"),
+               ("status", "status"), ("posted", "posted"), ("hours", "hours"), ("skipped", "skipped"),
+               ("failed", "failed"), ("needs_review", "review"), ("duration_s", "secs"), ("error", "note")]
 
 
 @cli.command("retry")
@@ -746,23 +538,10 @@ def runs(project_id: int | None, limit: int, as_json: bool) -> None:
 @handled
 def retry(project_id: int, as_json: bool) -> None:
     """Send the failed entries of PROJECT_ID again (after fixing what Procore refused), and look up unknown ones."""
-    now = datetime.now(UTC)
-    with session_scope() as s:
-        link = find_link(s, project_id)
-        rows = s.scalars(select(LedgerEntry).where(
-            LedgerEntry.project_link_id == link.id,
-            LedgerEntry.status.in_([LedgerStatus.failed, LedgerStatus.unknown, LedgerStatus.pending]),
-            LedgerEntry.manual.is_(False))).all()
-        if not rows:
-            emit({"retried": 0}, as_json, lambda: click.echo(f"project {project_id} has nothing to retry"))
-            return
-        for row in rows:
-            if row.status == LedgerStatus.failed:
-                row.content_hash = None  # forget what was refused so the diff sends it again
-        dates = [r.work_date for r in rows if r.work_date] or [now.date()]
-        window = Period(min(dates), max(dates))
-        link_id = link.id
-    outcome = _run_now(link_id, window, RunTrigger.retry)
+    outcome = syncing.retry_failed(project_id)
+    if outcome is None:
+        emit({"retried": 0}, as_json, lambda: click.echo(f"project {project_id} has nothing to retry"))
+        return
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
@@ -774,4 +553,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -4,19 +4,19 @@ customer, location and job on the ServiceTrade side, created once even across cr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.clients.errors import OutcomeUnknown
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.enums import EntryMode, SplitMode
+from worker.enums import EntryMode, SplitMode, TechnicianStatus
 from worker.models import Connection, ProjectLink
 from worker.settings import get_settings
+from worker.store import links as link_store
 from worker.sync.context import (
     REQUIRED_PROJECT_FIELDS,
     LaborCodes,
@@ -42,65 +42,87 @@ JOB_TYPES = (
 FIELD_LABELS = {"name": "name", "address": "address", "city": "city", "state_code": "state", "zip": "zip"}
 
 
-@dataclass
+def cost_code_label(code: Mapping[str, Any]) -> str:
+    """A cost code as a person reads it: `01-100 General Conditions Labor`."""
+    return f"{code.get('full_code') or code.get('code')} {code.get('name')}".strip()
+
+
+@dataclass(frozen=True)
+class TechnicianRow:
+    """A ServiceTrade technician, the Procore Employee ID found on them, the person it resolves to, or what to fix."""
+
+    st_user_id: int
+    name: str
+    employee_id: str | None
+    party_id: int | None
+    status: TechnicianStatus
+    warning: str | None
+
+    @classmethod
+    def of(cls, t: ResolvedTechnician) -> TechnicianRow:
+        party = t.party_id if t.status == TechnicianStatus.ok else None
+        return cls(t.st_user_id, t.name, t.employee_id, party, t.status, t.problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"st_user_id": self.st_user_id, "name": self.name, "employee_id": self.employee_id,
+                "party_id": self.party_id, "status": self.status.value, "warning": self.warning}
+
+
+@dataclass(frozen=True)
 class ProjectCheck:
+    """What stands between a Procore project and its first sync, each blocker and warning in words."""
+
     project_id: int
-    project: dict[str, Any]
-    blockers: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    codes: LaborCodes | None = None
-    entry_mode: str | None = None
-    timesheets: bool | None = None
-    rounding: str | None = None
-    technicians: list[ResolvedTechnician] = field(default_factory=list)
-    link: dict[str, Any] | None = None
+    project: Mapping[str, Any]
+    blockers: tuple[str, ...]
+    warnings: tuple[str, ...]
+    codes: LaborCodes
+    entry_mode: EntryMode
+    timesheets: bool
+    rounding: str
+    technicians: tuple[TechnicianRow, ...] = ()
+    link: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.blockers
 
+    @property
+    def name(self) -> str:
+        return str(self.project.get("name") or "")
+
     def to_dict(self) -> dict[str, Any]:
-        codes = self.codes
         return {
             "project_id": self.project_id,
             "name": self.project.get("name"),
             "ok": self.ok,
-            "blockers": self.blockers,
-            "warnings": self.warnings,
+            "blockers": list(self.blockers),
+            "warnings": list(self.warnings),
             "time_zone": self.project.get("tz_name"),
-            "entry_mode": self.entry_mode,
+            "entry_mode": self.entry_mode.value,
             "timesheets_active": self.timesheets,
-            "approval": (
-                None
-                if self.timesheets is None
-                else "entries wait on the Timesheets tool for review and approval"
-                if self.timesheets
-                else "no Timesheets tool: entries count toward the Labor budget at once"
-            ),
+            "approval": approval_note(self.timesheets),
             "rounding": self.rounding,
             "labor_cost_codes": [
                 {"id": cid, "code": c.get("full_code") or c.get("code"), "name": c.get("name"),
+                 "label": cost_code_label(c),
                  "line_item_types": [t for t in c.get("line_item_types") or [] if t.get("base_type") == "labor"]}
-                for cid, c in (codes.usable.items() if codes else [])
+                for cid, c in self.codes.usable.items()
             ],
             "unusable_cost_codes": [
-                {"id": cid, "code": c.get("full_code") or c.get("code"), "name": c.get("name"), "why": why}
-                for cid, (c, why) in (codes.unusable.items() if codes else [])
+                {"id": cid, "code": c.get("full_code") or c.get("code"), "name": c.get("name"),
+                 "label": cost_code_label(c), "why": why}
+                for cid, (c, why) in self.codes.unusable.items()
             ],
-            "technicians": [technician_dict(t) for t in self.technicians],
-            "link": self.link,
+            "technicians": [t.to_dict() for t in self.technicians],
+            "link": dict(self.link) if self.link is not None else None,
         }
 
 
-def technician_dict(t: ResolvedTechnician) -> dict[str, Any]:
-    return {
-        "st_user_id": t.st_user_id,
-        "name": t.name,
-        "employee_id": t.employee_id,
-        "party_id": t.party_id if t.status == "ok" else None,
-        "status": t.status,
-        "warning": t.problem,
-    }
+def approval_note(timesheets: bool) -> str:
+    if timesheets:
+        return "entries wait on the Timesheets tool for review and approval"
+    return "no Timesheets tool: entries count toward the Labor budget at once"
 
 
 def check_project(
@@ -110,44 +132,43 @@ def check_project(
     *,
     link: ProjectLink | None = None,
 ) -> ProjectCheck:
-    """Everything that would stop a sync of this project, each named (issue: `stsync project check`)."""
+    """Everything that would stop a sync of this project, each named (`stsync project check`). Technicians are
+    checked only when ServiceTrade is given."""
     project = procore.get_project(project_id)
-    check = ProjectCheck(project_id=project_id, project=project)
-    for key in REQUIRED_PROJECT_FIELDS:
-        if not str(project.get(key) or "").strip():
-            check.blockers.append(
-                f"the project has no {FIELD_LABELS[key]}: fill in its {FIELD_LABELS[key]} in Procore's project admin"
-            )
+    blockers = [
+        f"the project has no {FIELD_LABELS[key]}: fill in its {FIELD_LABELS[key]} in Procore's project admin"
+        for key in REQUIRED_PROJECT_FIELDS if not str(project.get(key) or "").strip()
+    ]
     try:
         project_zone(project)
     except ProjectProblem as exc:
-        check.blockers.append(str(exc))
-    check.codes = labor_codes(procore.cost_codes(project_id), procore.line_item_types())
-    if not check.codes.usable:
-        why = "; ".join(
-            f"{c.get('full_code') or c.get('code')} {c.get('name')}: {reason}"
-            for c, reason in check.codes.unusable.values()
-        )
-        check.blockers.append(
+        blockers.append(str(exc))
+    codes = labor_codes(procore.cost_codes(project_id), procore.line_item_types())
+    if not codes.usable:
+        why = "; ".join(f"{cost_code_label(c)}: {reason}" for c, reason in codes.unusable.values())
+        blockers.append(
             "no budgeted Labor cost code: add a budget line with a Labor cost type to the project"
             + (f" (existing cost codes — {why})" if why else "")
         )
-    if not check.codes.labor_line_item_types:
-        check.blockers.append("the company has no Labor cost type (line item type with base type 'labor')")
+    if not codes.labor_line_item_types:
+        blockers.append("the company has no Labor cost type (line item type with base type 'labor')")
     config = procore.company_configuration()
     in_out = {int(p) for p in config.get("projects_timecard_in_out_enabled") or []}
-    check.entry_mode = "start_stop" if project_id in in_out else "hours"
-    check.timesheets = timesheets_active(procore.project_tools(project_id))
-    check.rounding = describe_rule(rounding_rule(procore.rounding_configuration()))
-    if link is not None and link.st_job_id:
-        check.link = {"job_id": link.st_job_id, "job_number": link.st_job_number, "job_type": link.job_type,
-                      "url": job_url(link.st_job_id)}
-    if st is not None:
-        check.technicians = fetch_technicians(st, procore)
-        for t in check.technicians:
-            if t.status != "ok" and t.problem:
-                check.warnings.append(t.problem + " — their clock events will be skipped")
-    return check
+    technicians = tuple(TechnicianRow.of(t) for t in fetch_technicians(st, procore)) if st is not None else ()
+    return ProjectCheck(
+        project_id=project_id,
+        project=project,
+        blockers=tuple(blockers),
+        warnings=tuple(t.warning + " — their clock events will be skipped"
+                       for t in technicians if t.status != TechnicianStatus.ok and t.warning),
+        codes=codes,
+        entry_mode=EntryMode.start_stop if project_id in in_out else EntryMode.hours,
+        timesheets=timesheets_active(procore.project_tools(project_id)),
+        rounding=describe_rule(rounding_rule(procore.rounding_configuration())),
+        technicians=technicians,
+        link=({"job_id": link.st_job_id, "job_number": link.st_job_number, "job_type": link.job_type,
+               "url": job_url(link.st_job_id)} if link is not None and link.st_job_id else None),
+    )
 
 
 def job_url(job_id: int) -> str:
@@ -164,6 +185,7 @@ class LinkRefused(RuntimeError):
 class LinkResult:
     link_id: int
     project_id: int
+    project_name: str
     job_id: int
     job_number: int | None
     created: tuple[str, ...]
@@ -173,6 +195,7 @@ class LinkResult:
         return {
             "link_id": self.link_id,
             "project_id": self.project_id,
+            "project_name": self.project_name,
             "job_id": self.job_id,
             "job_number": self.job_number,
             "job_url": job_url(self.job_id),
@@ -190,16 +213,14 @@ def link_project(
     job_type: str,
     *,
     lookback_days: int | None = None,
-    split_mode: str = "midnight",
+    split_mode: SplitMode | str = SplitMode.midnight,
 ) -> LinkResult:
-    """Create (or find) the ServiceTrade customer, location and job of a Procore project and record the link."""
-    existing = s.scalars(
-        select(ProjectLink).where(
-            ProjectLink.connection_id == conn.id, ProjectLink.procore_project_id == project_id
-        )
-    ).one_or_none()
+    """Create (or find) the ServiceTrade customer, location and job of a Procore project and record the link.
+    The caller owns the transaction."""
+    existing = link_store.link_of(s, conn.id, project_id)
     if existing is not None and existing.st_job_id:
-        return LinkResult(existing.id, project_id, existing.st_job_id, existing.st_job_number, (), True)
+        return LinkResult(existing.id, project_id, existing.name, existing.st_job_id, existing.st_job_number, (),
+                          True)
     if job_type not in JOB_TYPES:
         raise LinkRefused(f"unknown job type {job_type!r}; ServiceTrade accepts: {', '.join(JOB_TYPES)}")
     check = check_project(procore, None, project_id)
@@ -209,6 +230,31 @@ def link_project(
         )
     project = check.project
     vendor_id = conn.st_vendor_company_id or int(st.whoami()["company_id"])
+    company, location, job, created = _servicetrade_job(st, project_id, project, job_type, vendor_id)
+    link = link_store.save_link(
+        s, conn.id, project_id,
+        name=check.name,
+        time_zone=str(project.get("tz_name")),
+        entry_mode=check.entry_mode,
+        timesheets_active=check.timesheets,
+        lookback_days=lookback_days or (existing.lookback_days if existing else None)
+        or get_settings().default_lookback_days,
+        split_mode=SplitMode(split_mode),
+        job_type=job_type,
+        st_company_id=int(company["id"]),
+        st_location_id=int(location["id"]),
+        st_job_id=int(job["id"]),
+        st_job_number=_maybe_int(job.get("number")),
+    )
+    conn.st_vendor_company_id = vendor_id
+    log.info("project.linked", project_id=project_id, job_id=link.st_job_id, created=created)
+    return LinkResult(link.id, project_id, link.name, int(job["id"]), link.st_job_number, tuple(created), False)
+
+
+def _servicetrade_job(
+    st: ServiceTradeClient, project_id: int, project: Mapping[str, Any], job_type: str, vendor_id: int,
+) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any], list[str]]:
+    """The customer, location and job of the project on the ServiceTrade side, and which of them were created."""
     external = {"procore": str(project_id)}
     address = {
         "street": project.get("address"),
@@ -245,21 +291,7 @@ def link_project(
         external,
         created,
     )
-    link = existing or ProjectLink(connection_id=conn.id, procore_project_id=project_id)
-    link.name = name
-    link.time_zone = str(project.get("tz_name"))
-    link.entry_mode = EntryMode(check.entry_mode or "hours")
-    link.timesheets_active = bool(check.timesheets)
-    link.lookback_days = lookback_days or link.lookback_days or get_settings().default_lookback_days
-    link.split_mode = SplitMode(split_mode)
-    link.job_type = job_type
-    link.st_company_id, link.st_location_id = int(company["id"]), int(location["id"])
-    link.st_job_id, link.st_job_number = int(job["id"]), _maybe_int(job.get("number"))
-    conn.st_vendor_company_id = vendor_id
-    s.add(link)
-    s.flush()
-    log.info("project.linked", project_id=project_id, job_id=link.st_job_id, created=created)
-    return LinkResult(link.id, project_id, link.st_job_id, link.st_job_number, tuple(created), False)
+    return company, location, job, created
 
 
 def _find_or_create(

@@ -1,0 +1,108 @@
+"""Procore projects and their link to ServiceTrade: what blocks a sync, linking, the stored link, and the
+technicians whose punches the syncs read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.db import session_scope
+from worker.enums import EntryMode, LedgerStatus, SplitMode
+from worker.inputs import positive_id
+from worker.projects import LinkResult, ProjectCheck, TechnicianRow
+from worker.projects import check_project as check_procore_project
+from worker.projects import link_project as link_procore_project
+from worker.service.connections import clients_of, procore_of
+from worker.service.rules import RuleView, rule_views
+from worker.service.schedules import ScheduleView, schedule_view
+from worker.store import ledger as ledger_store
+from worker.store import links as link_store
+from worker.store import rules as rule_store
+from worker.store import schedules as schedule_store
+from worker.store.technicians import store_technicians
+from worker.sync.context import fetch_technicians
+
+
+@dataclass(frozen=True)
+class ProjectDetail:
+    """The stored link of a project: its job, zone, entry mode, rules, schedules and ledger totals."""
+
+    project_id: int
+    name: str
+    time_zone: str
+    entry_mode: EntryMode
+    timesheets_active: bool
+    lookback_days: int
+    split_mode: SplitMode
+    job_type: str | None
+    st_job_id: int | None
+    st_job_number: int | None
+    rules: tuple[RuleView, ...]
+    schedules: tuple[ScheduleView, ...]
+    ledger: Mapping[LedgerStatus, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id, "name": self.name, "time_zone": self.time_zone,
+            "entry_mode": self.entry_mode.value, "timesheets_active": self.timesheets_active,
+            "lookback_days": self.lookback_days, "split_mode": self.split_mode.value, "job_type": self.job_type,
+            "st_job_id": self.st_job_id, "st_job_number": self.st_job_number,
+            "rules": [r.to_dict() for r in self.rules],
+            "schedules": [x.to_dict() for x in self.schedules],
+            "ledger": {status.value: n for status, n in self.ledger.items()},
+        }
+
+
+def check_project(project_id: int) -> ProjectCheck:
+    """Everything that would stop a sync of the project, each named, with its labor cost codes and technicians."""
+    project_id = positive_id(project_id, "project_id")
+    with session_scope() as s:
+        conn, procore, st = clients_of(s)
+        link = link_store.link_of(s, conn.id, project_id)
+        return check_procore_project(procore, st, project_id, link=link)
+
+
+def link_project(
+    project_id: int, job_type: str, *, lookback_days: int | None = None,
+    split_mode: SplitMode | str = SplitMode.midnight,
+) -> LinkResult:
+    """Create (or find) the project's ServiceTrade customer, location and job, and record the link. Linking an
+    already linked project changes nothing and says so."""
+    project_id = positive_id(project_id, "project_id")
+    with session_scope() as s:
+        conn, procore, st = clients_of(s)
+        return link_procore_project(s, conn, procore, st, project_id, job_type, lookback_days=lookback_days,
+                                    split_mode=split_mode)
+
+
+def show_project(project_id: int) -> ProjectDetail:
+    """The stored link of a project; its rules name their cost codes and cost types, read from Procore."""
+    project_id = positive_id(project_id, "project_id")
+    with session_scope() as s:
+        link = link_store.find_link(s, project_id)
+        rules = rule_store.list_rules(s, link.id)
+        if rules:
+            _conn, procore = procore_of(s)
+            named = tuple(rule_views(s, procore, link.connection_id, project_id, rules))
+        else:
+            named = ()
+        return ProjectDetail(
+            project_id=project_id, name=link.name, time_zone=link.time_zone, entry_mode=link.entry_mode,
+            timesheets_active=link.timesheets_active, lookback_days=link.lookback_days,
+            split_mode=link.split_mode, job_type=link.job_type, st_job_id=link.st_job_id,
+            st_job_number=link.st_job_number, rules=named,
+            schedules=tuple(schedule_view(x, link) for x, _ in schedule_store.list_schedules(s, link.id)),
+            ledger=ledger_store.counts_by_status(s, link.id),
+        )
+
+
+def list_technicians(*, now: datetime | None = None) -> list[TechnicianRow]:
+    """Each ServiceTrade technician, read again from ServiceTrade with their Procore Employee ID resolved against
+    Procore's people, stored, and returned by name."""
+    with session_scope() as s:
+        conn, procore, st = clients_of(s)
+        resolved = fetch_technicians(st, procore)
+        store_technicians(s, conn.id, resolved, now or datetime.now(UTC))
+    return sorted((TechnicianRow.of(t) for t in resolved), key=lambda t: (t.name.lower(), t.st_user_id))
