@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from emulators.procore import Procore
+from emulators.procore import PERSON_APPLICATION_ID, PERSON_USER_ID, Procore, Source
+from emulators.procore_webhooks import ProcoreWebhooks
 from emulators.server import Emulator, FaultRule, Request, Response
 from emulators.servicetrade import ServiceTrade
+from emulators.servicetrade_webhooks import ServiceTradeWebhooks
+from emulators.webhooks import Dispatcher
 
 
 def ok(payload: Any = None) -> Response:
@@ -19,6 +22,7 @@ class Admin:
 
     def __init__(self, emulator: Emulator):
         self.emu = emulator
+        self.dispatcher = Dispatcher(emulator.config)
         add = emulator.admin_router.add
         add("POST", "/_admin/reset", lambda req: self.reset(_body(req)) or ok())
         add("GET", "/_admin/config", lambda req: ok(emulator.config.values))
@@ -32,12 +36,14 @@ class Admin:
         add("DELETE", "/_admin/servicetrade/clock_events/{id}",
             lambda req: self.st.delete_event(_id(req)) or ok())
         add("PATCH", "/_admin/servicetrade/users/{id}", lambda req: ok(self.st.patch_user(_id(req), _body(req))))
+        add("PATCH", "/_admin/servicetrade/jobs/{id}", lambda req: ok(self.st.patch_job(_id(req), _body(req))))
         add("GET", "/_admin/servicetrade/state", lambda req: ok(self.st.state()))
         add("POST", "/_admin/servicetrade/expire_sessions", lambda req: ok({"expired": self.st.expire_all()}))
         add("POST", "/_admin/procore/expire_tokens", lambda req: ok({"expired": self.procore.expire_all()}))
         add("GET", "/_admin/procore/entries", lambda req: ok(self.procore.all_entries()))
-        add("POST", "/_admin/procore/entries/{id}/approve",
-            lambda req: ok(self.procore.set_approval(_id(req), _body(req).get("approval_status", "approved"))))
+        add("POST", "/_admin/procore/entries/{id}/approve", self.approve_entry)
+        add("PATCH", "/_admin/procore/entries/{id}", self.edit_entry)
+        add("DELETE", "/_admin/procore/entries/{id}", self.delete_entry)
         add("PATCH", "/_admin/procore/companies/{id}",
             lambda req: ok(self.procore.patch_company(_id(req), _body(req))))
         add("PATCH", "/_admin/procore/projects/{id}",
@@ -49,6 +55,8 @@ class Admin:
         add("POST", "/_admin/requests/reset", lambda req: emulator.counts.clear() or ok())
         add("POST", "/_admin/faults", self.add_faults)
         add("DELETE", "/_admin/faults", lambda req: emulator.faults.clear() or ok())
+        add("GET", "/_admin/webhooks/deliveries", lambda req: ok(self.dispatcher.deliveries()))
+        add("DELETE", "/_admin/webhooks/deliveries", lambda req: self.dispatcher.clear() or ok())
 
     @property
     def st(self) -> ServiceTrade:
@@ -62,10 +70,12 @@ class Admin:
         """Replace everything: both APIs' state from `world`, and config, faults and request counts to defaults."""
         with self.emu.lock:
             self.emu.config.reset()
-            self.emu.services = {
-                "servicetrade": ServiceTrade(world.get("servicetrade") or {}, self.emu.config),
-                "procore": Procore(world.get("procore") or {}, self.emu.config),
-            }
+            st = ServiceTrade(world.get("servicetrade") or {}, self.emu.config)
+            procore = Procore(world.get("procore") or {}, self.emu.config)
+            ServiceTradeWebhooks(st, self.dispatcher)
+            ProcoreWebhooks(procore, self.dispatcher)
+            self.emu.services = {"servicetrade": st, "procore": procore}
+            self.dispatcher.clear()
             self.emu.faults.clear()
             self.emu.counts.clear()
 
@@ -80,6 +90,20 @@ class Admin:
         """The services named in the body get exactly the variants listed; the others keep theirs."""
         self.emu.config.update({"variants": _body(req)})
         return ok(self.emu.config["variants"])
+
+    def approve_entry(self, req: Request) -> Response:
+        body = _body(req)
+        return ok(self.procore.set_approval(_id(req), body.get("approval_status", "approved"), _person(body)))
+
+    def edit_entry(self, req: Request) -> Response:
+        """A person edits an entry in Procore: entry fields, plus optional `as_application_id`/`as_user_id`."""
+        body = _body(req)
+        fields = {k: v for k, v in body.items() if k not in ("as_application_id", "as_user_id")}
+        return ok(self.procore.edit_entry(_id(req), fields, _person(body)))
+
+    def delete_entry(self, req: Request) -> Response:
+        self.procore.remove_entry(_id(req), _person(_body(req)))
+        return ok()
 
     def add_faults(self, req: Request) -> Response:
         rules = [FaultRule.parse(raw) for raw in _list(_body(req), "rules")]
@@ -99,6 +123,11 @@ def _list(body: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"{key!r} must be a list")
     return value
+
+
+def _person(body: dict[str, Any]) -> Source:
+    """Who acts in Procore's own app: someone other than our API client, unless the body says who."""
+    return Source(body.get("as_application_id", PERSON_APPLICATION_ID), body.get("as_user_id", PERSON_USER_ID))
 
 
 def _id(req: Request) -> int:

@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -30,6 +31,19 @@ PROJECT_FIELDS = frozenset({"name", "display_name", "project_number", "address",
                             "country_code", "time_zone", "tz_name", "active", "tools", "latitude", "longitude"})
 PERSON_FIELDS = frozenset({"first_name", "last_name", "is_employee", "employee_id", "user_id"})
 COST_CODE_FIELDS = frozenset({"name", "code", "full_code", "budgeted", "line_item_type_ids"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who changed an entry, as webhook payloads tell it: the application and the Procore user."""
+
+    application_id: str | None
+    user_id: int | None
+
+
+# Changes made by a person in Procore's own web app (the admin "as a person" endpoints) carry this application.
+PERSON_APPLICATION_ID = "procore-web"
+PERSON_USER_ID = 1_000_001
 
 
 class Unprocessable(Exception):
@@ -125,8 +139,11 @@ class Procore:
             for cc in p.get("cost_codes", []):
                 self.cost_codes[int(cc["id"])] = {**cc, "project_id": pid}
 
+        # Told of every create, update and delete of a timecard entry (the webhooks listen here).
+        self.on_entry_change: Callable[[str, dict[str, Any], Source], None] = lambda *change: None
+
         self.router = Router()
-        add = self._add
+        add = self.add_route
         add("GET", "/oauth/authorize", lambda req: self.authorize(req, _query_fields(req)))
         add("POST", "/oauth/authorize", lambda req: self.authorize(req, req.form()))
         add("POST", "/oauth/token", self.oauth_token)
@@ -150,7 +167,8 @@ class Procore:
             add("PATCH", f"{BASE}/{scope}/timecard_entries/{{id}}", self.update_entry)
             add("DELETE", f"{BASE}/{scope}/timecard_entries/{{id}}", self.delete_entry)
 
-    def _add(self, method: str, template: str, handler: Callable[[Request], Response]) -> None:
+    def add_route(self, method: str, template: str, handler: Callable[[Request], Response]) -> None:
+        """A route whose handler may raise Unprocessable or Failure for Procore's error answers."""
         def run(req: Request) -> Response:
             try:
                 return handler(req)
@@ -396,7 +414,8 @@ class Procore:
                 index_errors.append({"index": i, "errors": exc.errors})
         if index_errors and not self._variant("partial_commit"):  # P-5: all or nothing
             return errors(422, index_errors)
-        stored = [self._store(cid, fields) for fields in valid]
+        source = self._source(req)
+        stored = [self._store(cid, fields, source) for fields in valid]
         if index_errors:
             return errors(422, index_errors)
         if self._variant("bulk_500_after_commit"):
@@ -405,7 +424,7 @@ class Procore:
 
     def create_entry(self, req: Request) -> Response:
         cid = req.context["company_id"]
-        body = _object(req.json())
+        body = json_object(req)
         data = body.get("timecard_entry")
         if not isinstance(data, dict) or not data:
             raise Failure(400, "param is missing or the value is empty: timecard_entry")
@@ -415,7 +434,7 @@ class Procore:
             self._company_in_path(req)
             if body.get("project_id") is not None:
                 data = {**data, "project_id": body["project_id"]}
-        return Response.json(201, self._written(self._store(cid, self.validate(cid, data))))
+        return Response.json(201, self._written(self._store(cid, self.validate(cid, data), self._source(req))))
 
     def list_entries(self, req: Request) -> Response:
         cid = req.context["company_id"]
@@ -446,7 +465,7 @@ class Procore:
 
     def update_entry(self, req: Request) -> Response:
         entry = self._entry(req)
-        body = _object(req.json())
+        body = json_object(req)
         patch = body.get("timecard_entry")
         if not isinstance(patch, dict):
             raise Failure(400, "param is missing or the value is empty: timecard_entry")
@@ -455,17 +474,13 @@ class Procore:
             patch = {**patch, "project_id": body["project_id"]}
         if "pid" in req.params:
             patch = {**patch, "project_id": entry["project_id"]}
-        fields = self.validate(entry["company_id"], {**self._as_input(entry), **patch})
-        self._unindex(entry)
-        entry.update(self._as_stored(fields), updated_at=_utc_now())
-        self._index(entry)
+        self._update(entry, patch, self._source(req))
         return Response.json(200, self._written(entry))
 
     def delete_entry(self, req: Request) -> Response:
         entry = self._entry(req)
         self._check_unlocked(entry)
-        self._unindex(entry)
-        entry["deleted_at"] = entry["updated_at"] = _utc_now()
+        self._delete(entry, self._source(req))
         return Response.empty(200)  # procore.md §4.1: delete answers 200 with an empty body
 
     def _check_unlocked(self, entry: dict[str, Any]) -> None:
@@ -594,13 +609,33 @@ class Procore:
             "origin_data": data.get("origin_data"), "datetime": data.get("datetime"),
         }
 
-    def _store(self, cid: int, fields: dict[str, Any]) -> dict[str, Any]:
+    def _store(self, cid: int, fields: dict[str, Any], source: Source) -> dict[str, Any]:
         stamp = _utc_now()
         entry = {"id": next(self.entry_ids), "company_id": cid, **self._as_stored(fields),
                  "approval_status": "pending", "created_at": stamp, "updated_at": stamp, "deleted_at": None}
         self.entries[entry["id"]] = entry
         self._index(entry)
+        self.on_entry_change("create", entry, source)
         return entry
+
+    def _update(self, entry: dict[str, Any], patch: dict[str, Any], source: Source) -> None:
+        """Apply a partial change, validated exactly like a create."""
+        fields = self.validate(entry["company_id"], {**self._as_input(entry), **patch})
+        self._unindex(entry)
+        entry.update(self._as_stored(fields), updated_at=_utc_now())
+        self._index(entry)
+        self.on_entry_change("update", entry, source)
+
+    def _delete(self, entry: dict[str, Any], source: Source) -> None:
+        self._unindex(entry)
+        entry["deleted_at"] = entry["updated_at"] = _utc_now()
+        self.on_entry_change("delete", entry, source)
+
+    def _source(self, req: Request) -> Source:
+        """Our API token's application: the OAuth client's `application_id`, or its client_id."""
+        token = self.access_tokens[req.bearer() or ""]
+        client = self.clients[token["client_id"]]
+        return Source(str(client.get("application_id") or client["client_id"]), client.get("user_id"))
 
     def _as_stored(self, fields: dict[str, Any]) -> dict[str, Any]:
         """What Procore keeps of validated fields: as sent, or (`integer_hours`) hours without their fraction."""
@@ -664,7 +699,7 @@ class Procore:
         return [{**self.render_entry(e), "company_id": e["company_id"]}
                 for e in sorted(self.entries.values(), key=lambda e: e["id"])]
 
-    def set_approval(self, entry_id: int, status: str) -> dict[str, Any]:
+    def set_approval(self, entry_id: int, status: str, source: Source) -> dict[str, Any]:
         entry = self.entries.get(entry_id)
         if entry is None:
             raise KeyError(f"no timecard entry {entry_id}")
@@ -672,7 +707,26 @@ class Procore:
             raise ValueError(f"approval_status must be one of {APPROVAL_STATUSES}")
         entry["approval_status"] = status
         entry["updated_at"] = _utc_now()
+        self.on_entry_change("update", entry, source)
         return {**self.render_entry(entry), "company_id": entry["company_id"]}
+
+    def edit_entry(self, entry_id: int, fields: dict[str, Any], source: Source) -> dict[str, Any]:
+        """A person changes an entry in Procore (approved ones too: the lock is the API's, not an admin's)."""
+        entry = self._live_entry(entry_id)
+        try:
+            self._update(entry, fields, source)
+        except Unprocessable as exc:
+            raise ValueError(f"timecard entry {entry_id}: {exc.errors}") from None
+        return {**self.render_entry(entry), "company_id": entry["company_id"]}
+
+    def remove_entry(self, entry_id: int, source: Source) -> None:
+        self._delete(self._live_entry(entry_id), source)
+
+    def _live_entry(self, entry_id: int) -> dict[str, Any]:
+        entry = self.entries.get(entry_id)
+        if entry is None or entry["deleted_at"] is not None:
+            raise KeyError(f"no timecard entry {entry_id}")
+        return entry
 
     def patch_company(self, cid: int, fields: dict[str, Any]) -> dict[str, Any]:
         company = _lookup(self.companies, cid, "company")
@@ -861,7 +915,9 @@ def _name(p: dict[str, Any]) -> str | None:
     return f"{p.get('first_name') or ''} {p.get('last_name') or ''}".strip() or None
 
 
-def _object(body: Any) -> dict[str, Any]:
+def json_object(req: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (400 otherwise)."""
+    body = req.json()
     if not isinstance(body, dict):
         raise Failure(400, "request body must be a JSON object")
     return body

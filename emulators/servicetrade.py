@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from emulators.common import (
@@ -38,8 +39,22 @@ TOKEN_TTL_S = 86400
 URI = "https://api.servicetrade.com/api"
 # (default limit, max limit) per list; servicetrade.md §2 and ST-5
 LIMITS = {"clock": (100, 1000), "job": (2000, 2000), "location": (10, 5000), "company": (100, 1000),
-          "user": (100, 1000)}
+          "user": (100, 1000), "webhook": (100, 1000)}
+JOB_FIELDS = frozenset({"name", "customName", "type", "status", "description", "customerPo", "externalIds"})
+# Clock event fields as a changeset names them.
+EVENT_CHANGE_NAMES = {"job_id": "jobId", "user_id": "userId", "appointment_id": "appointmentId"}
 _BEYOND_ANY_ID = 2**63
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entity created, updated or deleted, as a webhook message item tells it (ST-10)."""
+
+    action: str
+    entity_type: str  # "clockevent" | "job"
+    entity_id: int
+    user_id: int | None
+    changeset: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Invalid(Exception):
@@ -104,8 +119,13 @@ class ServiceTrade:
             index.sort()
         self.ids.reserve([*self.users, *self.companies, *self.locations, *self.jobs, *self.events])
 
+        # Who changes things through the admin API: the account's own API user (the office).
+        self.office_user_id: int | None = next(iter(self.logins.values()), {}).get("user_id")
+        # Told of every batch of changes (the webhooks listen here).
+        self.on_change: Callable[[list[Change]], None] = lambda changes: None
+
         self.router = Router()
-        add = self._add
+        add = self.add_route
         add("POST", "/api/auth", self.login)
         add("GET", "/api/auth", self.session_info)
         add("DELETE", "/api/auth", self.logout)
@@ -131,7 +151,8 @@ class ServiceTrade:
     PUBLIC_ROUTES = frozenset({"/api/auth", "/api/oauth2/token", "/oauth2/token", "/api/oauth2/revoke",
                                "/oauth2/revoke"})
 
-    def _add(self, method: str, template: str, handler: Callable[[Request], Response]) -> None:
+    def add_route(self, method: str, template: str, handler: Callable[[Request], Response]) -> None:
+        """A route whose handler may raise Invalid (400 with validation messages) or Missing (404)."""
         def run(req: Request) -> Response:
             try:
                 return handler(req)
@@ -298,6 +319,7 @@ class ServiceTrade:
         created = [self._store_event(self.ids.next(), raw, ts) for raw in raws]
         for job_id in {e["job_id"] for e in created}:
             self.events_by_job[job_id].sort()
+        self.on_change([_event_created(e) for e in created])
         return [self.render_event(e) for e in created]
 
     def edit_event(self, event_id: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -313,8 +335,10 @@ class ServiceTrade:
         for key in ("job_id", "user_id", "eventTime"):
             merged[key] = int(merged[key])
         merged["updated"] = max(now(), event["updated"] + 1)
+        changeset = _changeset(event, merged, EVENT_FIELDS, EVENT_CHANGE_NAMES)
         event.update({k: merged[k] for k in event})
         bisect.insort(self.events_by_job.setdefault(event["job_id"], []), (event["eventTime"], event_id))
+        self.on_change([Change("updated", "clockevent", event_id, self.office_user_id, changeset)])
         return self.render_event(event)
 
     def delete_event(self, event_id: int) -> None:
@@ -322,6 +346,7 @@ class ServiceTrade:
         if event is None:
             raise KeyError(f"no clock event {event_id}")
         self._unindex(event)
+        self.on_change([Change("deleted", "clockevent", event_id, self.office_user_id)])
 
     def _unindex(self, event: dict[str, Any]) -> None:
         index = self.events_by_job[event["job_id"]]
@@ -368,7 +393,7 @@ class ServiceTrade:
             and (lo_up is None or e["updated"] >= lo_up) and (hi_up is None or e["updated"] <= hi_up)
             and (lo_cr is None or e["created"] >= lo_cr) and (hi_cr is None or e["created"] <= hi_cr)
         ]
-        return self._page(req, matched, "events", "clock", self.render_event)
+        return self.page(req, matched, "events", "clock", self.render_event)
 
     def job_clock_summary(self, req: Request) -> Response:
         job = self._get(self.jobs, req)
@@ -392,15 +417,16 @@ class ServiceTrade:
         pairs.sort(key=lambda p: (p["start"]["eventTime"], p["start"]["id"]))
         return envelope({"activityTime": totals, "pairedEvents": pairs})
 
-    def attach_plan(self, job: dict[str, Any]) -> None:
-        """Technicians already working on the project: their punches appear on the job the moment it exists."""
+    def attach_plan(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """Technicians already working on the project: their punches appear on the job the moment it exists.
+        Returns the events created."""
         plan = self.plans.pop(str((job["externalIds"] or {}).get("procore")), None)
         if not plan:
-            return
+            return []
         ts = now()
-        for raw in plan:
-            self._store_event(self.ids.next(), {**raw, "job_id": job["id"]}, ts)
+        created = [self._store_event(self.ids.next(), {**raw, "job_id": job["id"]}, ts) for raw in plan]
         self.events_by_job[job["id"]].sort()
+        return created
 
     # -- users ---------------------------------------------------------------------------------------------------
     def render_user(self, u: dict[str, Any]) -> dict[str, Any]:
@@ -413,7 +439,7 @@ class ServiceTrade:
         statuses = _choice_list(req, "status", ("active", "inactive", "pending"))
         users = [u for u in self.users.values()
                  if (is_tech is None or u["isTech"] == is_tech) and (not statuses or u["status"] in statuses)]
-        return self._page(req, users, "users", "user", self.render_user)
+        return self.page(req, users, "users", "user", self.render_user)
 
     def patch_user(self, user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(user_id)
@@ -446,10 +472,10 @@ class ServiceTrade:
                  if name in c["name"].lower() and (statuses is None or c["status"] in statuses)
                  and (is_customer is None or c["customer"] == is_customer)
                  and (is_vendor is None or c["vendor"] == is_vendor)]
-        return self._page(req, found, "companies", "company", self.render_company)
+        return self.page(req, found, "companies", "company", self.render_company)
 
     def create_company(self, req: Request) -> Response:
-        body = _object(req)
+        body = json_object(req)
         errors = {}
         if not str(body.get("name") or "").strip():
             errors["name"] = "Name is required"
@@ -489,10 +515,10 @@ class ServiceTrade:
                     and bool(company and company["customer"]) == is_customer
                     and (statuses is None or loc["status"] in statuses)):
                 found.append(loc)
-        return self._page(req, found, "locations", "location", self.render_location)
+        return self.page(req, found, "locations", "location", self.render_location)
 
     def create_location(self, req: Request) -> Response:
-        body = _object(req)
+        body = json_object(req)
         errors = {}
         if not str(body.get("name") or "").strip():
             errors["name"] = "Name is required"
@@ -543,10 +569,10 @@ class ServiceTrade:
                  if (statuses is None or j["status"] in statuses) and (not numbers or j["number"] in numbers)
                  and (not types or j["type"] in types)
                  and all(not wanted or j[f] in wanted for f, wanted in filters.items())]
-        return self._page(req, found, "jobs", "job", self.render_job)
+        return self.page(req, found, "jobs", "job", self.render_job)
 
     def create_job(self, req: Request) -> Response:
-        body = _object(req)
+        body = json_object(req)
         errors = {}
         location_id = _body_int(body, "locationId")
         if location_id is None:
@@ -578,8 +604,26 @@ class ServiceTrade:
         }, now())
         self.next_job_number += 1
         self.jobs[job["id"]] = job
-        self.attach_plan(job)
+        planned = self.attach_plan(job)
+        self.on_change([Change("created", "job", job["id"], self.caller(req)), *map(_event_created, planned)])
         return envelope(self.render_job(job))
+
+    def patch_job(self, job_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """A person edits a job in ServiceTrade (admin)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        unknown = set(fields) - JOB_FIELDS
+        if unknown:
+            raise ValueError(f"jobs can't patch {sorted(unknown)}")
+        if "type" in fields and fields["type"] not in JOB_TYPES:
+            raise ValueError(f"type must be one of {sorted(JOB_TYPES)}")
+        if "status" in fields and fields["status"] not in JOB_STATUSES:
+            raise ValueError(f"status must be one of {sorted(JOB_STATUSES)}")
+        changeset = _changeset(job, {**job, **fields}, JOB_FIELDS, {})
+        job.update(fields, updated=max(now(), job["updated"] + 1))
+        self.on_change([Change("updated", "job", job_id, self.office_user_id, changeset)])
+        return self.render_job(job)
 
     # -- admin view ------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -599,7 +643,7 @@ class ServiceTrade:
         except (KeyError, ValueError):
             raise Missing from None
 
-    def _page(self, req: Request, items: list[dict[str, Any]], key: str, kind: str,
+    def page(self, req: Request, items: list[dict[str, Any]], key: str, kind: str,
               render: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
         default_limit, max_limit = LIMITS[kind]
         page = _int_arg(req, "page")
@@ -621,6 +665,17 @@ class ServiceTrade:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+def _event_created(event: dict[str, Any]) -> Change:
+    """A punch is made by its technician."""
+    return Change("created", "clockevent", event["id"], event["user_id"])
+
+
+def _changeset(old: dict[str, Any], new: dict[str, Any], fields: Iterable[str],
+               names: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"field": names.get(f, f), "oldValue": old.get(f), "newValue": new.get(f)}
+            for f in sorted(fields) if old.get(f) != new.get(f)]
+
 
 def _session_cookie(req: Request) -> str | None:
     for part in (req.headers.get("Cookie") or "").split(";"):
@@ -684,7 +739,8 @@ def _bool_arg(req: Request, name: str) -> bool | None:
     raise Invalid({name: f"{name} must be true or false"})
 
 
-def _object(req: Request) -> dict[str, Any]:
+def json_object(req: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (400 with validation messages otherwise)."""
     body = req.json()
     if not isinstance(body, dict):
         raise Invalid({"body": "Request body must be a JSON object"})

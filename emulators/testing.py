@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -84,6 +85,37 @@ class AdminClient:
 
     def approve_entry(self, entry_id: int, status: str = "approved") -> dict[str, Any]:
         return self._call("POST", f"/procore/entries/{entry_id}/approve", {"approval_status": status})
+
+    def edit_entry(self, entry_id: int, **fields: Any) -> dict[str, Any]:
+        """Change an entry as a person in Procore would (locks don't apply); `as_application_id` and
+        `as_user_id` say who, for the webhook's metadata."""
+        return self._call("PATCH", f"/procore/entries/{entry_id}", fields)
+
+    def delete_entry(self, entry_id: int, **who: Any) -> None:
+        self._call("DELETE", f"/procore/entries/{entry_id}", who)
+
+    def patch_job(self, job_id: int, **fields: Any) -> dict[str, Any]:
+        return self._call("PATCH", f"/servicetrade/jobs/{job_id}", fields)
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/webhooks/deliveries")
+
+    def clear_webhook_deliveries(self) -> None:
+        self._call("DELETE", "/webhooks/deliveries")
+
+    def wait_for_deliveries(self, count: int, *, outcome: str | None = None,
+                            timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Poll until at least `count` deliveries (with that outcome, when given) are recorded; returns them all
+        (filtered by outcome when given). Raises AdminError when they don't come in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [d for d in self.webhook_deliveries() if outcome is None or d["outcome"] == outcome]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AdminError(f"{len(found)} of {count} webhook deliveries{f' ({outcome})' if outcome else ''}"
+                                 f" within {timeout} s: {found}")
+            time.sleep(0.02)
 
     def patch_company(self, company_id: int, **fields: Any) -> dict[str, Any]:
         return self._call("PATCH", f"/procore/companies/{company_id}", fields)
