@@ -1,4 +1,4 @@
-"""`make demo`: the main job on embedded defaults.
+"""`make demo` (`python -m demo`): the main job on embedded defaults.
 
 SQLite instead of PostgreSQL, the project's emulators instead of the real APIs (started on a free port with a
 generated world), and the very commands an operator types. Everything else is the code the worker runs.
@@ -13,6 +13,14 @@ import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from emulators.testing import EmulatorProcess
+from emulators.world import generate_world
+from worker.cli import cli
+from worker.enums import LedgerStatus
+from worker.service.history import list_ledger
+from worker.settings import reset_settings
 
 DEMO_START = date(2026, 10, 26)  # two weeks that include the 2026-11-01 fall-back in the US zones
 DEMO_END = date(2026, 11, 8)
@@ -24,8 +32,6 @@ def say(text: str) -> None:
 
 def run_cli(*args: str, secret_args: tuple[str, ...] = (), allow_fail: bool = False) -> int:
     """Run one `stsync` command in this process and show it as typed (secrets masked)."""
-    from worker.cli import cli
-
     shown = ["***" if a in secret_args else a for a in args]
     print(f"$ stsync {shlex.join(shown)}", flush=True)
     try:
@@ -39,9 +45,6 @@ def run_cli(*args: str, secret_args: tuple[str, ...] = (), allow_fail: bool = Fa
 
 
 def main() -> None:
-    from emulators.testing import EmulatorProcess
-    from emulators.world import generate_world
-
     workdir = Path(os.environ.get("STSYNC_DEMO_DIR") or tempfile.mkdtemp(prefix="stsync-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "stsync-demo.sqlite"
@@ -64,8 +67,6 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
         })
         os.environ.pop("REDIS_URL", None)
-        from worker.settings import reset_settings
-
         reset_settings()
         report = run_demo(h, emu)
     say("Done")
@@ -73,7 +74,7 @@ def main() -> None:
     print(f"(demo database: {db_path})")
 
 
-def run_demo(h: dict, emu) -> str:  # noqa: ANN001
+def run_demo(h: dict[str, Any], emu: EmulatorProcess) -> str:
     say("Database (SQLite, embedded default)")
     run_cli("db", "upgrade")
 
@@ -114,26 +115,21 @@ def run_demo(h: dict, emu) -> str:  # noqa: ANN001
 
     say("Runs")
     run_cli("runs")
-    return reconcile_with_procore(emu)
+    return reconcile_with_procore(emu, h["project_ids"])
 
 
-def reconcile_with_procore(emu) -> str:  # noqa: ANN001
+def reconcile_with_procore(emu: EmulatorProcess, project_ids: list[int]) -> str:
     """The ledger's posted rows against what Procore (the emulator) holds, entry by entry."""
-    from sqlalchemy import select
-
-    from worker.db import session_scope
-    from worker.models import LedgerEntry, LedgerStatus
-
     entries = [e for e in emu.admin.procore_entries() if not e.get("deleted_at")]
-    with session_scope() as s:
-        posted = s.scalars(select(LedgerEntry).where(LedgerEntry.status == LedgerStatus.posted)).all()
-        ledger = {r.procore_entry_id: r for r in posted}
-        skipped = s.scalars(select(LedgerEntry).where(LedgerEntry.status == LedgerStatus.skipped)).all()
+    rows = [row for pid in project_ids for row in list_ledger(pid, limit=100_000)]
+    ledger = {r.procore_entry_id: r for r in rows if r.status == LedgerStatus.posted}
+    skipped = [r for r in rows if r.status == LedgerStatus.skipped]
     by_origin: dict[int, int] = {}
     for e in entries:
         by_origin[int(e["origin_id"])] = by_origin.get(int(e["origin_id"]), 0) + 1
     duplicates = sum(n - 1 for n in by_origin.values() if n > 1)
-    missing = [r for r in ledger.values() if r.id not in by_origin]
+    in_procore = {int(e["id"]) for e in entries}
+    missing = [r for r in ledger.values() if r.procore_entry_id not in in_procore]
     procore_hours = sum(Decimal(str(e["hours"])) for e in entries)
     ledger_hours = sum((r.hours or Decimal(0)) for r in ledger.values())
     ok = not duplicates and not missing and len(entries) == len(ledger)
