@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from emulators.testing import EmulatorProcess
+from emulators.testing import AdminError, EmulatorProcess
 from tests.test_emulators import WORLD, bulk_url, entry, procore_session, st_job, st_login
 
 HOOKS_PATH = "/rest/v1.0/webhooks/hooks"
@@ -338,6 +338,25 @@ def test_webhooks_enabled_false_sends_nothing(emu, h, receiver):
     emu.admin.config(webhooks_enabled=True)
     s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h, tech=4)]})
     assert len(receiver.wait(1)) == 1
+
+
+def test_switching_webhooks_off_stops_the_retries_of_queued_messages(emu, h, receiver):
+    emu.admin.config(webhook_backoff_scale=0.5)  # the retry comes half a second after the first failure
+    s = procore_session(emu, h)
+    procore_hook(emu, s, h, receiver.url(), events=("create",))
+    receiver.statuses.append(500)
+    s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)]})
+    emu.admin.wait_for_deliveries(1, outcome="retrying")
+    emu.admin.config(webhooks_enabled=False)
+    [stopped] = emu.admin.wait_for_deliveries(1, outcome="disabled")
+    assert [a["status"] for a in stopped["attempts"]] == [500] and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("values", [{"webhook_timeout_s": 0}, {"webhook_backoff_scale": -1},
+                                    {"webhooks_enabled": "yes"}, {"webhook_duplicates": 1}])
+def test_webhook_config_is_checked(emu, h, values):
+    with pytest.raises(AdminError, match=next(iter(values))):
+        emu.admin.config(**values)
 
 
 def test_a_slow_receiver_never_holds_up_the_api(emu, h, receiver):
