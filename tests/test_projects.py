@@ -7,14 +7,14 @@ import pytest
 
 from worker.enums import LedgerStatus
 
-from .test_pipeline import END, START, ledger
+from .helpers import END, START, ledger
 
 
 def _mine(items: list[dict], pid: int) -> list[dict]:
     return [i for i in items if (i.get("externalIds") or {}).get("procore") == str(pid)]
 
 
-def test_a_complete_project_passes_the_check(stsync) -> None:  # noqa: ANN001
+def test_a_complete_project_passes_the_check(stsync) -> None:
     pid = stsync.h["project_ids"][0]
     data = stsync.json("project", "check", pid)
     assert data["ok"] is True and data["blockers"] == []
@@ -26,7 +26,7 @@ def test_a_complete_project_passes_the_check(stsync) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize(("field", "label"), [("name", "name"), ("address", "address"), ("city", "city"),
                                               ("state_code", "state"), ("zip", "zip")])
-def test_each_missing_project_field_is_named(stsync, emulator, field: str, label: str) -> None:  # noqa: ANN001
+def test_each_missing_project_field_is_named(stsync, emulator, field: str, label: str) -> None:
     pid = stsync.h["project_ids"][0]
     emulator.admin.patch_project(pid, **{field: ""})
     result = stsync("project", "check", pid, ok=False)
@@ -36,7 +36,7 @@ def test_each_missing_project_field_is_named(stsync, emulator, field: str, label
     assert refused.exit_code == 1 and f"no {label}" in refused.output
 
 
-def test_no_budgeted_labor_cost_code_blocks_and_says_why(stsync, emulator) -> None:  # noqa: ANN001
+def test_no_budgeted_labor_cost_code_blocks_and_says_why(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     for code in stsync.h["labor_cost_codes"][str(pid)]:
         emulator.admin.patch_cost_code(code["cost_code_id"], budgeted=False)
@@ -48,7 +48,7 @@ def test_no_budgeted_labor_cost_code_blocks_and_says_why(stsync, emulator) -> No
     assert "no Labor cost type on its budget line" in whys
 
 
-def test_link_creates_exactly_one_company_location_and_job(stsync, emulator) -> None:  # noqa: ANN001
+def test_link_creates_exactly_one_company_location_and_job(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     result = stsync.link(pid)
     assert result["created"] == ["company", "location", "job"] and result["job_number"]
@@ -64,7 +64,7 @@ def test_link_creates_exactly_one_company_location_and_job(stsync, emulator) -> 
                                                (r"/api/location$", "list_locations"),
                                                (r"/api/job$", "list_jobs")])
 def test_a_lost_response_on_each_create_then_a_rerun_leaves_one_of_each(
-    stsync, emulator, monkeypatch, path: str, listing: str  # noqa: ANN001
+    stsync, emulator, monkeypatch, path: str, listing: str
 ) -> None:
     from worker.clients.servicetrade import ServiceTradeClient
 
@@ -74,7 +74,7 @@ def test_a_lost_response_on_each_create_then_a_rerun_leaves_one_of_each(
     original = getattr(ServiceTradeClient, listing)
     calls: list[int] = []
 
-    def crash_on_second_look(self, *args, **kwargs):  # noqa: ANN001
+    def crash_on_second_look(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:  # the look-up after the lost response: the process dies here
             raise LookupError("simulated crash after a lost response")
@@ -92,7 +92,7 @@ def test_a_lost_response_on_each_create_then_a_rerun_leaves_one_of_each(
     assert len(_mine(state["jobs"], pid)) == 1
 
 
-def test_a_lost_response_is_resolved_by_looking_again_in_the_same_run(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_lost_response_is_resolved_by_looking_again_in_the_same_run(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     for path in (r"/api/company$", r"/api/location$", r"/api/job$"):
         emulator.admin.add_faults({"service": "servicetrade", "method": "POST", "path": path,
@@ -103,14 +103,14 @@ def test_a_lost_response_is_resolved_by_looking_again_in_the_same_run(stsync, em
     assert [len(_mine(state[k], pid)) for k in ("companies", "locations", "jobs")] == [1, 1, 1]
 
 
-def test_an_unknown_job_type_is_refused_with_the_valid_list(stsync) -> None:  # noqa: ANN001
+def test_an_unknown_job_type_is_refused_with_the_valid_list(stsync) -> None:
     result = stsync("project", "link", stsync.h["project_ids"][0], "--job-type", "plumbing_party", ok=False)
     assert result.exit_code == 1
     assert "unknown job type 'plumbing_party'" in result.output
     assert "service_call" in result.output and "preventative_maintenance" in result.output
 
 
-def test_technicians_show_each_status(stsync) -> None:  # noqa: ANN001
+def test_technicians_show_each_status(stsync) -> None:
     rows = {r["st_user_id"]: r for r in stsync.json("technicians")}
     expected = {t["st_user_id"]: t["expect"] for t in stsync.h["technicians"]}
     assert {k: rows[k]["status"] for k in expected} == expected
@@ -122,7 +122,7 @@ def test_technicians_show_each_status(stsync) -> None:  # noqa: ANN001
             assert rows[uid]["warning"] and rows[uid]["name"] in rows[uid]["warning"]
 
 
-def test_rules_add_refuses_non_labor_and_unbudgeted_codes_listing_valid_ones(stsync) -> None:  # noqa: ANN001
+def test_rules_add_refuses_non_labor_and_unbudgeted_codes_listing_valid_ones(stsync) -> None:
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
     valid = stsync.labor(pid)
@@ -138,7 +138,7 @@ def test_rules_add_refuses_non_labor_and_unbudgeted_codes_listing_valid_ones(sts
     assert stsync.json("rules", "list", pid) == []
 
 
-def test_a_rule_that_became_invalid_makes_intervals_unmapped_not_wrong_posts(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_rule_that_became_invalid_makes_intervals_unmapped_not_wrong_posts(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
     stsync.add_default_rule(pid)
@@ -149,3 +149,37 @@ def test_a_rule_that_became_invalid_makes_intervals_unmapped_not_wrong_posts(sts
     unmapped = [r for r in ledger(status=LedgerStatus.skipped) if r.reason == "unmapped"]
     assert "not a budgeted Labor cost code" in unmapped[0].detail
     assert [e for e in emulator.admin.procore_entries() if not e.get("deleted_at")] == []
+
+
+def test_rules_list_names_cost_codes_and_cost_types_and_keeps_the_ids_in_json(stsync) -> None:
+    pid = stsync.h["project_ids"][0]
+    stsync.link(pid)
+    stsync.add_default_rule(pid)
+    table = stsync("rules", "list", pid).output
+    assert "01-100 General Conditions Labor" in table and "Labor" in table
+    [rule] = stsync.json("rules", "list", pid)
+    assert rule["cost_code_id"] == stsync.labor(pid)["cost_code_id"]
+    assert (rule["cost_code"], rule["cost_type"]) == ("01-100 General Conditions Labor", "Labor")
+
+
+def test_a_schedule_is_paused_resumed_and_removed_from_the_command_line(stsync) -> None:
+    pid = stsync.h["project_ids"][0]
+    stsync.link(pid)
+    stsync("schedule", "set", pid, "--weekly", "fri@18:00")
+    assert "paused" in stsync("schedule", "pause", pid, "--kind", "weekly").output
+    assert [s["enabled"] for s in stsync.json("schedule", "list")] == [False]
+    assert "resumed; next run" in stsync("schedule", "resume", pid, "--kind", "weekly").output
+    stsync("schedule", "remove", pid, "--kind", "weekly")
+    assert stsync.json("schedule", "list") == []
+    again = stsync("schedule", "remove", pid, "--kind", "weekly", ok=False)
+    assert again.exit_code == 1 and f"project {pid} has no weekly schedule" in again.output
+
+
+def test_a_schedule_given_two_ways_or_badly_is_one_line_of_error(stsync) -> None:
+    pid = stsync.h["project_ids"][0]
+    stsync.link(pid)
+    both = stsync("schedule", "set", pid, "--nightly", "23:00", "--weekly", "fri@18:00", ok=False)
+    assert both.exit_code == 1 and "give exactly one of --nightly" in both.output
+    bad_day = stsync("schedule", "set", pid, "--weekly", "someday@18:00", ok=False)
+    assert bad_day.exit_code == 1 and bad_day.output.startswith("error: the weekday of a schedule")
+    assert "Traceback" not in bad_day.output

@@ -10,7 +10,7 @@ from worker.db import session_scope
 from worker.enums import RunStatus, RunTrigger
 from worker.models import SyncRun
 
-from .test_pipeline import assert_exactly_once, first_project
+from .helpers import assert_exactly_once, first_project
 
 
 def test_sync_payroll_period_task_syncs_exactly_that_period(stsync, emulator) -> None:  # noqa: ANN001
