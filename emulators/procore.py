@@ -1,8 +1,10 @@
-"""The Procore API as this project relies on it (procore.md Part A, P-1..P-11): `/oauth/token` and `/rest/v1.0/...`.
+"""The Procore API as this project relies on it (procore.md Part A, P-1..P-13): `/oauth/authorize`, `/oauth/token`
+and `/rest/v1.0/...`, with the variants of P-12 (`Config.variant`).
 
-State: OAuth clients and tokens, companies (rounding rule, Start/Stop projects, line item types, people, time
+State: OAuth clients, codes and tokens, companies (rounding rule, Start/Stop projects, line item types, people, time
 types), projects (tools, cost codes) and timecard entries, indexed by company+date and company+party so that
-listing stays fast with tens of thousands of entries.
+listing stays fast with tens of thousands of entries. Every entry change is told to `on_entry_change`, where
+`procore_webhooks` listens.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""The ServiceTrade API as this project relies on it (servicetrade.md Part A, ST-1..ST-8), mounted under `/api`.
+"""The ServiceTrade API as this project relies on it (servicetrade.md Part A, ST-1..ST-8), mounted under `/api`,
+with the variants of ST-9 (`Config.variant`).
 
 State: logins, OAuth clients, users, companies, locations, jobs and clock events, plus the world's
-`clock_event_plans` that become real events when a job for that Procore project is created.
+`clock_event_plans` that become real events when a job for that Procore project is created. Every batch of clock
+event and job changes is told to `on_change`, where `servicetrade_webhooks` listens.
 """
 
 from __future__ import annotations
@@ -620,6 +622,8 @@ class ServiceTrade:
             raise ValueError(f"type must be one of {sorted(JOB_TYPES)}")
         if "status" in fields and fields["status"] not in JOB_STATUSES:
             raise ValueError(f"status must be one of {sorted(JOB_STATUSES)}")
+        if "externalIds" in fields and not isinstance(fields["externalIds"], dict):
+            raise ValueError("externalIds must be an object")
         changeset = _changeset(job, {**job, **fields}, JOB_FIELDS, {})
         job.update(fields, updated=max(now(), job["updated"] + 1))
         self.on_change([Change("updated", "job", job_id, self.office_user_id, changeset)])
