@@ -8,19 +8,17 @@ import json
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
 import requests
 from structlog.testing import capture_logs
 
+from tests import helpers
+from tests.helpers import Sleeps, Stub
 from worker.clients.errors import (
     ApiError,
     CredentialsRejected,
@@ -35,104 +33,9 @@ from worker.clients.http import ApiSession, Auth, expect, remote_message
 from worker.clients.ratelimit import LocalRateBudget, RedisRateBudget
 from worker.clients.servicetrade import ServiceTradeClient
 
+stub = helpers.stub  # the scripted server, as a fixture
+
 NOW = 1_780_000_000.0
-
-
-# ------------------------------------------------------------------------------------------------ the stub
-
-
-class Stub:
-    """An HTTP server that answers each request with the next scripted action and records what it received."""
-
-    def __init__(self) -> None:
-        self.actions: deque[tuple[Any, ...]] = deque()
-        self.received: list[dict[str, Any]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                stub.received.append({"method": self.command, "path": parts.path, "query": parse_qs(parts.query),
-                                      "headers": dict(self.headers), "body": body})
-                action = stub.actions.popleft() if stub.actions else ("answer", 599, {}, b"no scripted answer")
-                if action[0] == "drop":
-                    time.sleep(action[1])
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                _, status, headers, payload = action
-                self.send_response(status)
-                for name, value in {"Content-Length": str(len(payload)), "x-request-id": f"req-{len(stub.received)}",
-                                    **headers}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
-
-    def answer(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None,
-               raw: bytes | None = None) -> Stub:
-        payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        ctype = {"Content-Type": "application/json"} if raw is None and body is not None else {}
-        self.actions.append(("answer", status, {**ctype, **(headers or {})}, payload))
-        return self
-
-    def drop(self, after_s: float = 0.0) -> Stub:
-        """Read the request, then close the connection without a byte of answer."""
-        self.actions.append(("drop", after_s))
-        return self
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def stub() -> Iterator[Stub]:
-    server = Stub()
-    yield server
-    server.close()
-
-
-class Recorder(requests.Session):
-    """A requests.Session that keeps every request it sends (before sending, so a lost answer is still seen)
-    and every answer it gets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[requests.PreparedRequest] = []
-        self.answers: list[requests.Response] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.sent.append(request)
-        response = super().send(request, **kwargs)
-        self.answers.append(response)
-        return response
-
-    def form(self, path_end: str) -> list[dict[str, list[str]]]:
-        """The form bodies sent to a path."""
-        return [parse_qs(r.body if isinstance(r.body, str) else (r.body or b"").decode())
-                for r in self.sent if urlsplit(r.url).path.endswith(path_end)]
-
-
-class Sleeps(list):
-    """The injected sleep: records each wait instead of sleeping."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def api(stub: Stub, sleeps: Sleeps | None = None, **kw: Any) -> ApiSession:

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from tests import test_client_http
-from tests.test_client_http import Sleeps, Stub
+from tests import helpers
+from tests.helpers import Sleeps, Stub
 from worker.clients.metrics import BUCKET_TTL_S, count_response, hour_key, procore_response_counts, total_key
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 from worker.clients.ratelimit import LocalRateBudget, RateBudget, RedisRateBudget
 
-stub = test_client_http.stub  # the scripted server, as a fixture
+stub = helpers.stub  # the scripted server, as a fixture
 COMPANY = 4242
 # 10:45 UTC: three quarters into the hour
 NOW = datetime(2026, 3, 2, 10, 45, tzinfo=UTC).timestamp()

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from tests.test_client_http import Recorder, Sleeps
+from tests.helpers import DAY, Recorder, Sleeps, SpyBudget, counted
+from tests.helpers import procore_client as client
+from tests.helpers import procore_entry as entry
 from worker.clients.errors import (
     BulkValidationFailed,
     CredentialsRejected,
@@ -28,18 +30,8 @@ from worker.clients.errors import (
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 from worker.clients.ratelimit import LocalRateBudget, RedisRateBudget
 
-DAY = date(2026, 3, 2)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BULK = r"^/rest/v1\.0/companies/\d+/timesheets$"
-
-
-def client(emulator: Any, h: dict, *, store: MemoryTokenStore | None = None, sleeps: Sleeps | None = None,
-           **kw: Any) -> ProcoreClient:
-    kw.setdefault("sleep", sleeps if sleeps is not None else Sleeps())
-    return ProcoreClient(kw.pop("api_url", emulator.procore_url), kw.pop("login_url", emulator.procore_url),
-                         kw.pop("company_id", h["procore_company_id"]), client_id=h["procore_client_id"],
-                         client_secret=kw.pop("client_secret", h["procore_client_secret"]),
-                         token_store=store if store is not None else MemoryTokenStore(), **kw)
 
 
 def user_store(h: dict) -> MemoryTokenStore:
@@ -47,43 +39,12 @@ def user_store(h: dict) -> MemoryTokenStore:
     return MemoryTokenStore(TokenSet("", h["procore_refresh_token"], EPOCH))
 
 
-def counted(emulator: Any, *, route: str = "", method: str | None = None, status: int | None = None) -> int:
-    return sum(r["count"] for r in emulator.admin.requests()["by_route"]
-               if r["service"] == "procore" and r["route"].startswith(route)
-               and (method is None or r["method"] == method) and (status is None or r["status"] == status))
-
-
 def token_calls(emulator: Any) -> int:
     return counted(emulator, route="/oauth/token")
 
 
-def entry(h: dict, n: int = 0, **over: Any) -> dict:
-    pid = h["project_ids"][0]
-    code = h["labor_cost_codes"][str(pid)][0]
-    party = next(t["party_id"] for t in h["technicians"] if t["expect"] == "ok")
-    return {"project_id": pid, "party_id": party, "date": (DAY + timedelta(days=n % 5)).isoformat(),
-            "hours": "7.25", "cost_code_id": code["cost_code_id"], "line_item_type_id": code["line_item_type_id"],
-            "origin_id": 5000 + n, "origin_data": f"src-{n}:hash", **over}
-
-
 def live_entries(emulator: Any) -> list[dict]:
     return [e for e in emulator.admin.procore_entries() if e["deleted_at"] is None]
-
-
-class SpyBudget:
-    """A rate budget that only records what the client told it."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def acquire(self) -> None:
-        self.events.append(("acquire",))
-
-    def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
-        self.events.append(("observe", limit, remaining, reset_epoch))
-
-    def record_response(self, company_id: int, status: int) -> None:
-        self.events.append(("response", company_id, status))
 
 
 # ------------------------------------------------------------------------------------------------ P-1

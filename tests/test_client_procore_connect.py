@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests import test_client_http
-from tests.test_client_http import Sleeps, Stub
+from tests import helpers
+from tests.helpers import Sleeps, Stub
 from worker.clients.errors import CredentialsRejected, NeedsReauthorization, OutcomeUnknown, ValidationFailed
 from worker.clients.procore import (
     MemoryTokenStore,
@@ -22,7 +22,7 @@ from worker.clients.procore import (
     exchange_authorization_code,
 )
 
-stub = test_client_http.stub  # the scripted server, as a fixture
+stub = helpers.stub  # the scripted server, as a fixture
 COMPANY = 4242
 REDIRECT = "https://stsync.example/connect/procore/callback"
 NOW = 1_780_000_000.0

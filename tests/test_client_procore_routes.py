@@ -12,9 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests import test_client_http
-from tests.test_client_http import Recorder, Sleeps, Stub
-from tests.test_client_procore import DAY, SpyBudget, client, counted, entry
+from tests import helpers
+from tests.helpers import DAY, Recorder, Sleeps, SpyBudget, Stub, counted
+from tests.helpers import procore_client as client
+from tests.helpers import procore_entry as entry
 from worker.clients.errors import (
     ApiError,
     BulkRouteRefused,
@@ -28,7 +29,7 @@ from worker.clients.errors import (
 )
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 
-stub = test_client_http.stub  # the scripted server, as a fixture
+stub = helpers.stub  # the scripted server, as a fixture
 COMPANY = 4242
 SINGLE = r"^/rest/v1\.0/companies/\d+/timecard_entries$"
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from tests.test_client_http import Recorder, Sleeps
+from tests.helpers import Recorder, Sleeps
 from worker.clients.errors import (
     CredentialsRejected,
     DeferRun,

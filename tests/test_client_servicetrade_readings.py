@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tests import test_client_http
-from tests.test_client_http import Sleeps, Stub
+from tests import helpers
+from tests.helpers import Sleeps, Stub
 from worker.clients.errors import MalformedResponse, OutcomeUnknown, ValidationFailed
 from worker.clients.servicetrade import ServiceTradeClient
 
-stub = test_client_http.stub  # the scripted server, as a fixture
+stub = helpers.stub  # the scripted server, as a fixture
 SESSION = "s" * 26
 EVENTS = ["created", "updated", "deleted"]
 

@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from emulators.testing import AdminError, EmulatorProcess
-from tests.test_emulators import WORLD, bulk_url, entry, procore_session, st_login
+from tests.helpers import WORLD, bulk_url, procore_session, st_login
+from tests.helpers import emulator_entry as entry
 
 LOCKED_WORDS = ("cannot be modified", "locked")
 

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from emulators.testing import AdminError, EmulatorProcess
-from tests.test_emulators import WORLD, bulk_url, entry, procore_session, st_job, st_login
+from tests.helpers import WORLD, bulk_url, procore_session, st_job, st_login
+from tests.helpers import emulator_entry as entry
 
 HOOKS_PATH = "/rest/v1.0/webhooks/hooks"
 FAST_RETRIES = {"webhook_backoff_scale": 0.001, "webhook_timeout_s": 1.0}

@@ -18,8 +18,8 @@ import requests
 from emulators.testing import AdminError, EmulatorProcess
 from emulators.world import generate_world
 from emulators.world import main as world_main
-
-WORLD = generate_world(seed=1)
+from tests.helpers import WORLD, bulk_url, procore_session, st_job, st_login, st_pages
+from tests.helpers import emulator_entry as entry
 
 
 @pytest.fixture(scope="module")
@@ -33,59 +33,6 @@ def h(emu) -> dict:
     """A fresh default world (also resets config, faults and request counts); returns its handles."""
     emu.admin.reset(WORLD)
     return WORLD["handles"]
-
-
-def st_login(emu, h) -> requests.Session:
-    s = requests.Session()
-    r = s.post(f"{emu.st_url}/auth", json={"username": h["st_username"], "password": h["st_password"]})
-    assert r.status_code == 200, r.text
-    return s
-
-
-def st_job(emu, s: requests.Session, h, project_index: int = 0) -> dict:
-    """Customer, location and job for a Procore project, as the project's linking step creates them."""
-    pid = str(h["project_ids"][project_index])
-    address = {"street": "350 Jay Street", "city": "Brooklyn", "state": "NY", "postalCode": "11201"}
-    company = s.post(f"{emu.st_url}/company", json={"name": f"Summit {pid}", "customer": True, "address": address,
-                                                    "externalIds": {"procore": pid}}).json()["data"]
-    location = s.post(f"{emu.st_url}/location", json={"name": f"Site {pid}", "companyId": company["id"],
-                                                      "address": address, "externalIds": {"procore": pid}}).json()
-    r = s.post(f"{emu.st_url}/job", json={"locationId": location["data"]["id"], "vendorId": h["st_vendor_company_id"],
-                                          "customerId": company["id"], "type": "service_call", "name": "Labor",
-                                          "externalIds": {"procore": pid}})
-    assert r.status_code == 200, r.text
-    return r.json()["data"]
-
-
-def st_pages(s: requests.Session, url: str, key: str, **params) -> list[dict]:
-    items, page = [], 1
-    while True:
-        data = s.get(url, params={**params, "page": page}).json()["data"]
-        items += data[key]
-        if page >= data["totalPages"]:
-            return items
-        page += 1
-
-
-def procore_session(emu, h) -> requests.Session:
-    token = requests.post(f"{emu.procore_url}/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": h["procore_client_id"],
-        "client_secret": h["procore_client_secret"]}).json()
-    s = requests.Session()
-    s.headers.update({"Authorization": f"Bearer {token['access_token']}",
-                      "Procore-Company-Id": str(h["procore_company_id"])})
-    return s
-
-
-def entry(h, project_index: int = 0, tech: int = 0, day: str = "2026-03-02", **fields) -> dict:
-    pid = h["project_ids"][project_index]
-    code = h["labor_cost_codes"][str(pid)][0]
-    return {"project_id": pid, "party_id": h["technicians"][tech]["party_id"], "date": day, "hours": "7.25",
-            "cost_code_id": code["cost_code_id"], "line_item_type_id": code["line_item_type_id"], **fields}
-
-
-def bulk_url(emu, h) -> str:
-    return f"{emu.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/timesheets"
 
 
 # ---------------------------------------------------------------------------------------------- ServiceTrade
