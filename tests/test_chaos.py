@@ -83,7 +83,7 @@ def _plan_events(world: dict, pid: int) -> list[dict]:
 
 def actual_entries(emulator) -> tuple[Counter, Counter]:  # noqa: ANN001
     live = [e for e in emulator.admin.procore_entries() if not e.get("deleted_at")]
-    by_origin = Counter(int(e["origin_id"]) for e in live)
+    by_origin = Counter(e["origin_data"].split("|")[1] for e in live)  # the source key: an entry's identity
     got: Counter = Counter()
     for e in live:
         pid = int((e.get("project") or {}).get("id", e.get("project_id")))

@@ -13,53 +13,10 @@ from worker.db import session_scope
 from worker.enums import LedgerStatus
 from worker.models import ClockEvent, LedgerEntry
 
+from .helpers import assert_exactly_once, first_project, ledger, live_entries, source_key_of
 from .stsync_env import write_calls
 
 START, END = date(2026, 3, 2), date(2026, 3, 15)
-
-
-def live_entries(emulator, project_id=None):  # noqa: ANN001
-    entries = [e for e in emulator.admin.procore_entries() if not e.get("deleted_at")]
-    if project_id is not None:
-        entries = [e for e in entries if _project(e) == project_id]
-    return entries
-
-
-def _project(entry) -> int:  # noqa: ANN001
-    project = entry.get("project")
-    return int(project["id"]) if isinstance(project, dict) else int(entry.get("project_id"))
-
-
-def ledger(project_id=None, status=None):  # noqa: ANN001
-    with session_scope() as s:
-        q = select(LedgerEntry)
-        if status is not None:
-            q = q.where(LedgerEntry.status == status)
-        rows = s.scalars(q).all()
-        s.expunge_all()
-    return rows
-
-
-def assert_exactly_once(emulator, project_id: int) -> None:  # noqa: ANN001
-    entries = live_entries(emulator, project_id)
-    origins = Counter(int(e["origin_id"]) for e in entries)
-    assert [o for o, n in origins.items() if n > 1] == [], "duplicate entries in Procore"
-    posted = {r.id: r for r in ledger(status=LedgerStatus.posted)}
-    mine = {o for o in origins if o in posted}
-    assert mine == set(origins), "Procore holds entries the ledger does not know as posted"
-    for e in entries:
-        row = posted[int(e["origin_id"])]
-        assert int(e["id"]) == row.procore_entry_id
-        assert e["date"] == row.work_date.isoformat()
-        if row.payload.get("hours") is not None:
-            assert Decimal(str(e["hours"])) == row.hours
-
-
-def first_project(stsync) -> int:  # noqa: ANN001
-    pid = stsync.h["project_ids"][0]
-    stsync.link(pid)
-    stsync.add_default_rule(pid)
-    return pid
 
 
 def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -> None:  # noqa: ANN001
@@ -150,20 +107,20 @@ def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monke
         if not corrupted and len(entries) == 100:
             entries = [dict(e) for e in entries]
             entries[37]["cost_code_id"] = stsync.h["non_labor_cost_codes"][str(pid)][0]["cost_code_id"]
-            corrupted.append(entries[37]["origin_id"])
+            corrupted.append(source_key_of(entries[37]))
         return original(self, entries)
 
     monkeypatch.setattr(ProcoreClient, "bulk_create_entries", corrupt_one)
     report = stsync.sync(pid, START, END)
     assert corrupted, "the world must have at least 100 entries for one project"
     failed = ledger(status=LedgerStatus.failed)
-    assert [r.id for r in failed] == corrupted
+    assert [r.source_key for r in failed] == corrupted
     assert failed[0].reason == "procore_rejected"
     assert "cost_code" in failed[0].detail
     assert report["report"]["failed"] == 1
     assert_exactly_once(emulator, pid)
-    posted_ids = {int(e["origin_id"]) for e in live_entries(emulator, pid)}
-    assert corrupted[0] not in posted_ids
+    posted_keys = {source_key_of(e) for e in live_entries(emulator, pid)}
+    assert corrupted[0] not in posted_keys
 
 
 def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  # noqa: ANN001

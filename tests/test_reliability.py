@@ -176,8 +176,8 @@ def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alon
 
     def odd_422(self, entries):  # noqa: ANN001
         if not poison:
-            poison.append(entries[len(entries) // 3]["origin_id"])
-        if any(e["origin_id"] == poison[0] for e in entries):
+            poison.append(entries[len(entries) // 3]["origin_data"])
+        if any(e["origin_data"] == poison[0] for e in entries):
             raise BulkValidationFailed(
                 service="procore", method="POST", endpoint="/rest/v1.0/companies/{cid}/timesheets", status=422,
                 message="Unprocessable: something is wrong", request_id=None, details={"weird": True},
@@ -188,7 +188,7 @@ def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alon
     monkeypatch.setattr(ProcoreClient, "bulk_create_entries", odd_422)
     report = stsync.sync(pid, START, END)["report"]
     failed = ledger(status=LedgerStatus.failed)
-    assert [r.id for r in failed] == poison
+    assert [f"stsync:1|{r.source_key}|{r.content_hash}" for r in failed] == poison
     assert "something is wrong" in failed[0].detail
     assert report["failed"] == 1 and report["posted"] > 0
     assert_exactly_once(emulator, pid)

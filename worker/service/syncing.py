@@ -16,8 +16,9 @@ from worker.models import ProjectLink
 from worker.settings import get_settings
 from worker.store import ledger as ledger_store
 from worker.store import sync_runs as run_store
+from worker.store.links import find_link
 from worker.sync.pipeline import Progress, Selection
-from worker.sync.runner import RunOutcome, execute_run, find_link
+from worker.sync.runner import RunOutcome, execute_run
 
 WindowOf = Callable[[ProjectLink, date], Period]
 
@@ -32,6 +33,7 @@ def sync_window(
     now: datetime | None = None,
 ) -> RunOutcome:
     """Sync a window of local dates (both included; default: today in the project's zone) plus the look-back."""
+    start, end = parse_day(start, "start"), parse_day(end, "end")  # checked before anything else happens
     return _run(project_id, lambda _link, today: _window(start, end, today), trigger=trigger, dry_run=dry_run,
                 progress=progress, task_id=task_id, now=now)
 
@@ -78,6 +80,7 @@ def sync_selected(
         positive_id(cost_code_id, "cost_code_id"),
         positive_id(line_item_type_id, "line_item_type_id"),
     )
+    start, end = parse_day(start, "start"), parse_day(end, "end")
     return _run(project_id, lambda _link, today: _window(start, end, today), trigger=trigger, selection=selection,
                 task_id=task_id, now=now)
 
@@ -142,6 +145,7 @@ def _run(
     now: datetime | None = None,
 ) -> RunOutcome:
     """Create the run (or, for a task message delivered again, find the one it made), then run it here."""
+    project_id = positive_id(project_id, "project_id")
     now = now or datetime.now(UTC)
     with session_scope() as s:
         link = find_link(s, positive_id(project_id, "project_id"))

@@ -94,3 +94,11 @@ def finish_run(
 
 def schedule_of_kind(s: Session, link_id: int, kind: ScheduleKind) -> Schedule | None:
     return s.scalars(select(Schedule).where(Schedule.project_link_id == link_id, Schedule.kind == kind)).first()
+
+
+def recent_runs(s: Session, *, link_id: int | None = None, limit: int = 50) -> list[tuple[SyncRun, ProjectLink]]:
+    """Runs with their project link, newest first."""
+    query = select(SyncRun, ProjectLink).join(ProjectLink)
+    if link_id is not None:
+        query = query.where(SyncRun.project_link_id == link_id)
+    return [(run, link) for run, link in s.execute(query.order_by(SyncRun.id.desc()).limit(limit))]

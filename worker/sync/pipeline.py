@@ -8,6 +8,7 @@ POST (apply.py); each POST carries the entry's identity as `origin_id`; whatever
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -16,9 +17,10 @@ from schedules.nextrun import local_to_utc
 from schedules.periods import Period
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import get_engine, project_lock, session_scope
-from worker.enums import LedgerStatus
+from worker.db import HeldLock, get_engine, project_lock, session_scope
+from worker.enums import LedgerStatus, SkipReason
 from worker.models import CostCodeRule, ProjectLink
+from worker.projects import cost_code_label
 from worker.settings import get_settings
 from worker.store import ledger as ledger_store
 from worker.store.ledger import LedgerRow
@@ -30,10 +32,13 @@ from worker.sync.plan import PlannedRow, ProjectContext, plan_rows
 from worker.sync.posting import BULK_CHUNK, Poster
 from worker.sync.reading import read_events
 from worker.sync.report import RunReport
+from worker.sync.rounding import describe_rule
 from worker.sync.rules import parse_weekdays, parse_window
 from worker.sync.types import CostRule, Punch
 
 Progress = Callable[[str, int, int], None]
+# Skips that come from the technician, not the punches: the row can't be picked in the manual flow.
+PERSON_SKIPS = frozenset({SkipReason.no_employee_id, SkipReason.invalid_employee_id})
 
 
 def _no_progress(_stage: str, _done: int, _total: int) -> None:
@@ -79,12 +84,14 @@ def run_sync(
     progress = progress or _no_progress
     manual = selection is not None
     # Step 1: the per-project lock, checked again before every write to Procore.
-    with project_lock(get_engine(database_url), link_id, wait=wait) as lock:
+    # A preview writes nothing, so it needs no lock and never waits for a running sync.
+    locking = nullcontext(HeldLock(link_id)) if dry_run else project_lock(get_engine(database_url), link_id, wait=wait)
+    with locking as lock:
         with session_scope(database_url) as s:
             link = snapshot(s, link_id)
 
         # Step 2: what the run needs from Procore and ServiceTrade, read once.
-        ctx, project, _codes = load_project_context(
+        ctx, project, codes = load_project_context(
             procore, link.project_id, split_mode=link.split_mode, job_number=link.job_number,
             company_max_age_s=get_settings().procore_company_cache_s,
         )
@@ -123,8 +130,13 @@ def run_sync(
         actions = decide(by_key, rows, manual=manual)
 
         if dry_run:
+            labels = {cid: cost_code_label(c) for cid, c in codes.usable.items()}
+            labels.update({cid: cost_code_label(c) for cid, (c, _why) in codes.unusable.items()})
+            report.rounding = describe_rule(ctx.rounding)
+            report.labor_cost_codes = sorted(((cid, labels[cid]) for cid in codes.usable), key=lambda c: c[1])
+            report.labor_cost_types = sorted((tid, str(t.get("name"))) for tid, t in codes.labor_line_item_types.items())
             report.preview = [preview_row(by_key.get(a.source_key), rows.get(a.source_key), a.kind.value, a.reason,
-                                          ctx) for a in actions]
+                                          ctx, labels) for a in actions]
             count_decisions(report, Decisions.of(actions), by_key, window, manual=manual, intended=True)
             return report
 
@@ -173,7 +185,8 @@ def selected(planned: list[PlannedRow], selection: Selection, punches: Sequence[
 
 
 def preview_row(
-    p: PlannedRow | None, row: LedgerRow | None, action: str, reason: str | None, ctx: ProjectContext
+    p: PlannedRow | None, row: LedgerRow | None, action: str, reason: str | None, ctx: ProjectContext,
+    cost_codes: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     tz = ctx.tz
 
@@ -181,6 +194,8 @@ def preview_row(
         return at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if at else None
 
     src = p if p is not None else row
+    cost_code_id = (p.rule.cost_code_id if p is not None and p.rule else None) or (
+        row.cost_code_id if row is not None else None)
     return {
         "source_key": src.source_key if src is not None else None,
         "technician": src.technician_name if src is not None else None,
@@ -191,12 +206,18 @@ def preview_row(
         "rounded_start": hm(p.piece_start or p.rounded_start) if p is not None else None,
         "rounded_end": hm(p.piece_end or p.rounded_end) if p is not None else None,
         "hours": str(p.hours) if p is not None and p.hours is not None else None,
-        "cost_code_id": p.rule.cost_code_id if p is not None and p.rule else None,
+        "cost_code_id": cost_code_id,
+        "cost_code": (cost_codes or {}).get(cost_code_id, f"cost code {cost_code_id}") if cost_code_id else None,
+        "clock_in_event_id": src.clock_in_event_id if src is not None else None,
+        "st_user_id": src.st_user_id if src is not None else None,
+        "technician_ok": not (p is not None and p.skip_reason in PERSON_SKIPS),
         "rule": (f"#{p.rule.priority}" if p.rule.id else "chosen") if p is not None and p.rule else None,
         "action": action,
         "reason": (p.skip_reason.value if p is not None and p.skip_reason else None) or reason,
         "warning": p.detail if p is not None and p.skip_reason else None,
         "ledger_status": row.status.value if row is not None else None,
+        "ledger_detail": row.detail if row is not None else None,
+        "approval_status": row.approval_status if row is not None else None,
     }
 
 

@@ -4,6 +4,8 @@ written to the ledger as soon as it is known, in its own transaction."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +15,14 @@ from typing import Any
 import structlog
 
 from worker.clients.errors import (
+    ApiError,
+    BulkRouteRefused,
     BulkValidationFailed,
+    CredentialsRejected,
     EntryLocked,
+    EntryRefused,
+    NeedsReauthorization,
     NotFound,
-    OutcomeUnknown,
     ValidationFailed,
 )
 from worker.clients.procore import ProcoreClient
@@ -24,6 +30,7 @@ from worker.db import session_scope
 from worker.enums import LedgerStatus
 from worker.store import ledger as ledger_store
 from worker.store.ledger import LedgerRow, Sendable, slices
+from worker.sync.identity import matches, origin_data, origin_id, parse_origin
 from worker.sync.plan import PlannedRow
 from worker.sync.report import RunReport
 
@@ -39,10 +46,20 @@ def _no_progress(_stage: str, _done: int, _total: int) -> None:
     return None
 
 
+# A company whose bulk route was refused posts through the single route for this long before trying bulk again.
+BULK_REFUSED_FOR_S = 3600.0
+_bulk_refused: dict[tuple[str, int], float] = {}
+_bulk_refused_guard = threading.Lock()
+
+
 @dataclass
 class Poster:
     """Sends one run's rows to Procore and records each outcome. `guard` is called before every write to Procore:
-    it raises when the run may no longer write for the project (DESIGN §3 step 1)."""
+    it raises when the run may no longer write for the project (DESIGN §3 step 1).
+
+    Exactly once: a chunk is sent again only after Procore was asked which of its entries exist (by identity,
+    origin_id / origin_data) and only the ones proven absent are sent; any answer but a clean success counts as
+    possibly partly committed (P-12)."""
 
     procore: ProcoreClient
     project_id: int
@@ -53,6 +70,11 @@ class Poster:
     chunk_size: int = BULK_CHUNK
     progress: Progress = _no_progress
     guard: Callable[[], None] = lambda: None
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def company_id(self) -> int:
+        return self.procore.company_id
 
     # ------------------------------------------------------------------ creating
 
@@ -73,15 +95,21 @@ class Poster:
                 unknown.extend(self._post_chunk(list(chunk)))
 
     def _post_chunk(self, rows: list[Sendable]) -> list[int]:
-        """POST one bulk chunk of rows as they were committed. Returns the ids whose outcome is unknown."""
+        """POST one chunk of rows as they were committed. Returns the ids whose outcome is still unknown."""
+        if self._bulk_refused():
+            return self._post_singly(rows)
         self.guard()
-        entries = [entry_for_post(r) for r in rows]
         self.report.procore_writes += 1
         try:
-            created = self.procore.bulk_create_entries(entries)
+            created = self.procore.bulk_create_entries([self.entry_for_post(r) for r in rows])
+        except BulkRouteRefused as exc:
+            self._remember_bulk_refused(exc)
+            return self._post_singly(rows)
         except (BulkValidationFailed, ValidationFailed) as exc:
-            return self._rejected(rows, exc)
-        except OutcomeUnknown as exc:
+            return self._after_rejection(rows, exc)
+        except (CredentialsRejected, NeedsReauthorization):
+            raise  # refused at the door: nothing was created, and no further call will be let in either
+        except ApiError as exc:  # 5xx, a lost answer, anything else: Procore may have committed part of it
             self._mark(rows, LedgerStatus.unknown, "outcome_unknown", str(exc))
             log.warning("sync.post_outcome_unknown", entries=len(rows), error=str(exc))
             return [r.id for r in rows]
@@ -89,54 +117,124 @@ class Poster:
             self._mark(rows, LedgerStatus.unknown, "outcome_unknown",
                        f"Procore answered {len(created)} entries for {len(rows)} sent")
             return [r.id for r in rows]
-        self._posted(list(zip(rows, created, strict=True)))
+        self._record_created(list(zip(rows, created, strict=True)))
         return []
 
-    def _rejected(self, rows: list[Sendable], exc: ValidationFailed) -> list[int]:
-        index_errors = getattr(exc, "index_errors", None) or {}
-        index_errors = {i: e for i, e in index_errors.items() if 0 <= i < len(rows)}
-        if len(rows) == 1:
-            message = first_message(index_errors[0]) if 0 in index_errors else (exc.message or str(exc))
-            self._mark(rows, LedgerStatus.failed, "procore_rejected", message)
-            self.report.failed += 1
+    def _after_rejection(self, rows: list[Sendable], exc: ValidationFailed) -> list[int]:
+        """A 422: under P-5 nothing was created, but Procore's own record promises no all-or-nothing (P-12). So the
+        chunk is looked up first; what exists is adopted, and only what is absent is refused or sent again."""
+        self._mark(rows, LedgerStatus.unknown, "outcome_unknown", f"Procore refused part of a bulk call: {exc}")
+        found = self.reconcile([r._replace(status=LedgerStatus.unknown) for r in rows])
+        index_errors = {i: e for i, e in (getattr(exc, "index_errors", None) or {}).items() if 0 <= i < len(rows)}
+        absent = [(i, r._replace(status=LedgerStatus.unknown)) for i, r in enumerate(rows) if r.id not in found]
+        if not absent:
+            return []
+        if len(rows) == 1 or (len(absent) == 1 and not index_errors):
+            (i, row), = absent
+            message = first_message(index_errors[i]) if i in index_errors else (exc.message or str(exc))
+            self._refused([row], message)
             return []
         if index_errors:
-            for i in sorted(index_errors):
-                self._mark([rows[i]], LedgerStatus.failed, "procore_rejected", first_message(index_errors[i]))
-            self.report.failed += len(index_errors)
-            rest = [r for i, r in enumerate(rows) if i not in index_errors]
+            self._refused_each([(row, first_message(index_errors[i])) for i, row in absent if i in index_errors])
+            rest = [row for i, row in absent if i not in index_errors]
             return self._post_chunk(rest) if rest else []
-        # No usable per-index detail: halve the chunk until the bad entries stand alone.
-        mid = len(rows) // 2
-        return self._post_chunk(rows[:mid]) + self._post_chunk(rows[mid:])
+        # No usable per-index detail: halve what is absent until the bad entries stand alone.
+        left = [row for _, row in absent]
+        mid = len(left) // 2
+        return self._post_chunk(left[:mid]) + self._post_chunk(left[mid:])
 
-    def _posted(self, pairs: list[tuple[Sendable, dict[str, Any]]]) -> None:
-        with session_scope(self.database_url) as s:
-            ledger_store.mark_posted(
-                s,
-                [{"id": sent.id, "procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status")}
-                 for sent, entry in pairs],
-                [(sent.id, sent.status) for sent, _ in pairs], run_id=self.run_id, at=self.now,
-            )
-        self.report.posted += len(pairs)
-        self.report.hours += sum((sent.hours or Decimal("0") for sent, _ in pairs), Decimal("0"))
+    def _post_singly(self, rows: list[Sendable]) -> list[int]:
+        """The single company form, one entry a call, inside the same rate budget (P-5)."""
+        self.report.route = "single"
+        unknown: list[int] = []
+        for row in rows:
+            self.guard()
+            self.report.procore_writes += 1
+            try:
+                created = self.procore.create_entry(self.entry_for_post(row))
+            except ValidationFailed as exc:  # a single create that is refused creates nothing
+                self._refused([row], exc.message or str(exc))
+            except (CredentialsRejected, NeedsReauthorization):
+                raise
+            except ApiError as exc:
+                self._mark([row], LedgerStatus.unknown, "outcome_unknown", str(exc))
+                unknown.append(row.id)
+            else:
+                self._record_created([(row, created)])
+        return unknown
+
+    def _record_created(self, pairs: list[tuple[Sendable, dict[str, Any]]]) -> None:
+        """Entries Procore answered with: `posted` when Procore stored what was sent, `failed` with both values
+        when it changed something (decimal hours truncated, another day, another cost code). An answer without
+        `approval_status` is read back so the report states the approval state truthfully."""
+        if any("approval_status" not in entry for _, entry in pairs):
+            pairs = self._read_back(pairs)
+        good, changed = [], []
+        for sent, entry in pairs:
+            difference = stored_differently(sent.payload or {}, entry)
+            (changed if difference else good).append((sent, entry, difference))
+        if good:
+            with session_scope(self.database_url) as s:
+                ledger_store.mark_posted(
+                    s,
+                    [{"id": sent.id, "procore_entry_id": int(entry["id"]),
+                      "approval_status": entry.get("approval_status")} for sent, entry, _ in good],
+                    [(sent.id, sent.status) for sent, _, _ in good], run_id=self.run_id, at=self.now,
+                )
+            self.report.posted += len(good)
+            self.report.hours += sum((sent.hours or Decimal("0") for sent, _, _ in good), Decimal("0"))
+        for sent, entry, difference in changed:
+            self._set(sent.id, LedgerStatus.failed, "procore_changed_entry",
+                      f"Procore stored entry {entry.get('id')} differently from what was sent: {difference}",
+                      values={"procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status")})
+            self.report.failed += 1
+            self.report.failures.append(f"{sent.source_key}: Procore changed the entry ({difference})")
+
+    def _read_back(self, pairs: list[tuple[Sendable, dict[str, Any]]]) -> list[tuple[Sendable, dict[str, Any]]]:
+        dates = [sent.work_date for sent, _ in pairs if sent.work_date]
+        parties = sorted({sent.party_id for sent, _ in pairs if sent.party_id})
+        if not dates:
+            return pairs
+        stored = {int(e["id"]): e for e in self.procore.list_entries(min(dates), max(dates), party_ids=parties)}
+        return [(sent, {**entry, **{k: v for k, v in stored.get(int(entry["id"]), {}).items()
+                                    if k == "approval_status"}}) for sent, entry in pairs]
+
+    def _refused(self, rows: Sequence[Sendable], message: str) -> None:
+        self._refused_each([(row, message) for row in rows])
+
+    def _refused_each(self, refusals: Sequence[tuple[Sendable, str]]) -> None:
+        for row, message in refusals:
+            self._mark([row], LedgerStatus.failed, "procore_rejected", message)
+            self.report.failures.append(f"{row.source_key}: {message}")
+        self.report.failed += len(refusals)
+
+    def _bulk_refused(self) -> bool:
+        with _bulk_refused_guard:
+            until = _bulk_refused.get((self.procore.api.base_url, self.company_id))
+        return until is not None and self.clock() < until
+
+    def _remember_bulk_refused(self, exc: Exception) -> None:
+        log.warning("sync.bulk_route_refused", error=str(exc), company_id=self.company_id)
+        with _bulk_refused_guard:
+            _bulk_refused[(self.procore.api.base_url, self.company_id)] = self.clock() + BULK_REFUSED_FOR_S
 
     # ------------------------------------------------------------------ looking up
 
     def reconcile(self, rows: Sequence[Sendable | LedgerRow]) -> dict[int, tuple[int, str | None]]:
-        """Step 11: look the rows up in Procore by party and date and match `origin_id`; those found become
+        """Step 11: look the rows up in Procore by party and date and match their identity; those found become
         `posted`. Never post blind. Returns row id → (Procore entry id, approval state) of those found."""
         candidates = [r for r in rows if r.work_date is not None and r.party_id is not None]
         if not candidates:
             return {}
-        wanted = {r.id for r in candidates}
+        by_key = {r.source_key: r for r in candidates}
         found: dict[int, tuple[int, str | None]] = {}
         for entry in self.procore.list_entries(min(r.work_date for r in candidates),
                                                max(r.work_date for r in candidates),
                                                party_ids=sorted({r.party_id for r in candidates})):
-            origin = origin_id_of(entry)
-            if origin in wanted and origin not in found:
-                found[origin] = (int(entry["id"]), entry.get("approval_status"))
+            origin = parse_origin(entry)
+            row = by_key.get(origin.source_key) if origin is not None else None
+            if row is not None and row.id not in found and matches(entry, self.company_id, row.source_key):
+                found[row.id] = (int(entry["id"]), entry.get("approval_status"))
         if found:
             with session_scope(self.database_url) as s:
                 ledger_store.adopt(s, found, reason="reconciled", run_id=self.run_id, at=self.now)
@@ -154,7 +252,7 @@ class Poster:
             for entry in self.procore.list_entries(min(r.work_date for r in with_ids),
                                                    max(r.work_date for r in with_ids),
                                                    party_ids=sorted({r.party_id for r in with_ids}))
-            if int(entry["id"]) in ids and entry.get("approval_status") in ("approved", "completed")
+            if int(entry["id"]) in ids and entry.get("approval_status") in LOCKED_APPROVALS
         }
 
     # ------------------------------------------------------------------ changing and removing
@@ -168,10 +266,12 @@ class Poster:
         self.report.procore_writes += 1
         try:
             entry = self.procore.update_entry(self.project_id, row.procore_entry_id, fields)
-        except (EntryLocked, NotFound) as exc:
-            reason = "approved" if isinstance(exc, EntryLocked) else "missing_in_procore"
-            self._set(row.id, LedgerStatus.needs_review, reason, str(exc))
+        except NotFound as exc:
+            self._set(row.id, LedgerStatus.needs_review, "missing_in_procore", str(exc))
             self.report.needs_review += 1
+            return
+        except EntryRefused as exc:
+            self._refused_change(row, exc, "change")
             return
         self._set(row.id, LedgerStatus.posted, None, "updated from the changed clock events",
                   values={**planned_values(p), "approval_status": entry.get("approval_status", row.approval_status)})
@@ -183,9 +283,8 @@ class Poster:
         self.report.procore_writes += 1
         try:
             self.procore.delete_entry(self.project_id, row.procore_entry_id)
-        except EntryLocked as exc:
-            self._set(row.id, LedgerStatus.needs_review, "approved", str(exc))
-            self.report.needs_review += 1
+        except EntryRefused as exc:
+            self._refused_change(row, exc, "delete")
             return
         except NotFound:
             pass  # already gone in Procore: the goal of the delete holds
@@ -193,7 +292,32 @@ class Poster:
                   why or "its clock events changed or vanished in ServiceTrade")
         self.report.deleted += 1
 
+    def _refused_change(self, row: LedgerRow, exc: EntryRefused, what: str) -> None:
+        """A 403 or 422 on a PATCH or DELETE: the entry is read back. Approved or completed means locked, whatever
+        the code and wording (P-12): a person decides. Anything else is a named failure of this row; the run goes
+        on."""
+        try:
+            approval = self.procore.get_entry(self.project_id, row.procore_entry_id).get("approval_status")
+        except ApiError:
+            approval = None
+        if isinstance(exc, EntryLocked) or approval in LOCKED_APPROVALS:
+            self._set(row.id, LedgerStatus.needs_review, "approved",
+                      f"Procore keeps the entry as {approval or 'approved'} and refused to {what} it: {exc.message}",
+                      values={"approval_status": approval} if approval else None)
+            self.report.needs_review += 1
+            return
+        self._set(row.id, LedgerStatus.failed, f"procore_refused_{what}",
+                  f"Procore refused to {what} entry {row.procore_entry_id} ({exc.status}): {exc.message}")
+        self.report.failed += 1
+        self.report.failures.append(f"{row.source_key}: Procore refused to {what} it: {exc.message}")
+
     # ------------------------------------------------------------------ ledger writes
+
+    def entry_for_post(self, row: Sendable) -> dict[str, Any]:
+        entry = dict(row.payload or {})
+        entry["origin_id"] = origin_id(self.company_id, row.source_key)
+        entry["origin_data"] = origin_data(row.source_key, row.content_hash)
+        return entry
 
     def _mark(self, rows: Sequence[Sendable], status: LedgerStatus, reason: str, detail: str) -> None:
         with session_scope(self.database_url) as s:
@@ -206,25 +330,47 @@ class Poster:
                                     values=values)
 
 
-# ---------------------------------------------------------------------- what goes over the wire
+LOCKED_APPROVALS = ("approved", "completed")
 
 
-def origin_data(source_key: str, content_hash: str | None) -> str:
-    return f"{source_key}|{content_hash}"
+def stored_differently(sent: dict[str, Any], stored: dict[str, Any]) -> str | None:
+    """What Procore stored differently from what was sent (date, person, cost code, cost type, hours or times),
+    as `field: sent X, stored Y`; None when it stored what was sent. A field missing from the answer is not
+    compared: Procore's answers name some fields differently (P-12)."""
+    differences = []
+    for field_name, sent_value, stored_value in (
+        ("date", sent.get("date"), stored.get("date")),
+        ("party", sent.get("party_id"), _id_of(stored, "party")),
+        ("cost code", sent.get("cost_code_id"), _id_of(stored, "cost_code")),
+        ("cost type", sent.get("line_item_type_id"), _id_of(stored, "line_item_type")),
+        ("hours", _decimal(sent.get("hours")), _decimal(stored.get("hours"))),
+    ):
+        if sent_value is None or stored_value is None:
+            continue
+        if str(sent_value) != str(stored_value):
+            differences.append(f"{field_name}: sent {sent_value}, stored {stored_value}")
+    return "; ".join(differences) or None
 
 
-def entry_for_post(row: Sendable) -> dict[str, Any]:
-    entry = dict(row.payload or {})
-    entry["origin_id"] = row.id
-    entry["origin_data"] = origin_data(row.source_key, row.content_hash)
-    return entry
-
-
-def origin_id_of(entry: dict[str, Any]) -> int | None:
+def _id_of(entry: dict[str, Any], name: str) -> int | None:
+    """`name_id`, or the id of the nested `name` object; None when the answer has neither as a number."""
+    value = entry.get(f"{name}_id")
+    if value is None and isinstance(entry.get(name), dict):
+        value = entry[name].get("id")
     try:
-        return int(entry.get("origin_id"))  # type: ignore[arg-type]
+        return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01")) if value is not None else None
+    except ArithmeticError:
+        return None
+
+
+# ---------------------------------------------------------------------- what goes over the wire
 
 
 def first_message(errors: Any) -> str:

@@ -33,7 +33,13 @@ class RunReport:
     skipped: Counter[str] = field(default_factory=Counter)
     malformed_events: list[str] = field(default_factory=list)
     procore_writes: int = 0
+    route: str = "bulk"  # how entries were created: "bulk", or "single" where the bulk route was refused
+    failures: list[str] = field(default_factory=list)  # each refusal of this run, by source key, in Procore's words
     preview: list[dict[str, Any]] = field(default_factory=list)
+    # What a person sees on top of a preview: the rounding rule in words and the choices of the manual flow.
+    rounding: str = ""
+    labor_cost_codes: list[tuple[int, str]] = field(default_factory=list)  # (id, `01-100 General Conditions Labor`)
+    labor_cost_types: list[tuple[int, str]] = field(default_factory=list)  # (id, name)
 
     @property
     def budget_note(self) -> str:
@@ -61,6 +67,7 @@ class RunReport:
             "skipped": dict(sorted(self.skipped.items())),
             "malformed_events": len(self.malformed_events),
             "procore_writes": self.procore_writes,
+            "route": self.route,
             "awaiting_approval": self.awaiting_approval,
         }
 
