@@ -116,6 +116,7 @@ def test_the_digest_mail_names_the_skipped_technicians_and_the_failed_entries(
     assert "South Yard: last synced Sun 1 Mar 2026 08:00 CST" in text
     assert "Di Park" not in text
     html = message.get_body(("html",)).get_content()
+    assert html.startswith("<!DOCTYPE html>")
     assert "<td>Bo Diaz</td>" in html and "Cy Moss&#x27;s Procore Employee ID" in html
 
 
@@ -141,6 +142,8 @@ def test_a_company_with_nothing_wrong_is_told_so(session: Session) -> None:
     assert digest.summary() == "nothing to fix, 0.00 h posted"
     assert digest.as_text().startswith("stsync daily digest for Procore company 4242\nMade Tue 3 Mar 2026 08:00 CST\n")
     assert "Technicians skipped" not in digest.as_text() and "Posted on Mon 2 Mar 2026" in digest.as_text()
+    # A fragment the console's home page can show as it is.
+    assert digest.as_html().startswith("<h2>stsync daily digest for Procore company 4242</h2>")
 
 
 def test_each_digest_goes_out_once_a_day_after_the_companys_digest_time(

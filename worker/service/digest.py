@@ -107,6 +107,7 @@ class Digest:
         return "\n".join(_text_lines(self)) + "\n"
 
     def as_html(self) -> str:
+        """The digest as an HTML fragment (headings, paragraphs, tables), for a page or a mail to wrap."""
         return _html(self)
 
 
@@ -149,8 +150,9 @@ def send_digest(digest: Digest, recipients: Sequence[str], smtp_url: str, *, sen
     """Mail the digest to the recipients (plain text and HTML) from DIGEST_FROM; MailError when it was not sent."""
     if not recipients:
         raise MailError(f"the digest of {digest.company_name} has no recipients")
+    page = f"<!DOCTYPE html>\n<html><body>\n{digest.as_html()}</body></html>\n"
     message = compose(sender=sender or get_settings().digest_from, recipients=recipients, subject=digest.subject,
-                      text=digest.as_text(), html=digest.as_html())
+                      text=digest.as_text(), html=page)
     send_mail(smtp_url, message)
 
 
@@ -348,11 +350,11 @@ def _text_lines(d: Digest) -> list[str]:
 
 def _html(d: Digest) -> str:
     e = html.escape
-    parts = [f"<h1>stsync daily digest for {e(_company(d))}</h1>",
+    parts = [f"<h2>stsync daily digest for {e(_company(d))}</h2>",
              f"<p>Made {e(_moment(d.made_at, ZoneInfo(d.time_zone)))}.</p>",
              f"<p><strong>{e(_sentence(d.summary()))}</strong></p>"]
     for section in _sections(d):
-        parts += [f"<h2>{e(section.title)}</h2>", f"<p>{e(section.lead)}</p>"]
+        parts += [f"<h3>{e(section.title)}</h3>", f"<p>{e(section.lead)}</p>"]
         if section.rows:
             head = "".join(f"<th>{e(h)}</th>" for h in section.header)
             body = "".join("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>"
@@ -362,7 +364,7 @@ def _html(d: Digest) -> str:
             parts.append(f"<p>... and {len(section.rows) - SHOWN_PER_SECTION} more</p>")
         if section.after:
             parts.append(f"<p>{e(section.after)}</p>")
-    return "<!DOCTYPE html>\n<html><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    return "\n".join(parts) + "\n"
 
 
 def _company(d: Digest) -> str:
