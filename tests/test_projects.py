@@ -183,3 +183,10 @@ def test_a_schedule_given_two_ways_or_badly_is_one_line_of_error(stsync) -> None
     bad_day = stsync("schedule", "set", pid, "--weekly", "someday@18:00", ok=False)
     assert bad_day.exit_code == 1 and bad_day.output.startswith("error: the weekday of a schedule")
     assert "Traceback" not in bad_day.output
+
+
+def test_every_log_line_of_a_command_names_the_command(stsync, caplog) -> None:
+    caplog.set_level("INFO")
+    stsync("project", "check", stsync.h["project_ids"][0])
+    calls = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "http.call"]
+    assert calls and all(str(c.get("command", "")).endswith("project check") for c in calls)

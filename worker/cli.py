@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 
 import click
+import structlog
 
 from worker.clients.errors import ApiError, CredentialsRejected, NeedsReauthorization
 from worker.crypto import SecretKeyMismatch
@@ -41,16 +42,19 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Known failures become one clear message and exit status 1, never a traceback."""
+    """Known failures become one clear message and exit status 1, never a traceback; wrong input
+    (`InvalidArgument`) included."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CredentialsRejected as exc:
-            _fail(f"{exc}\nCheck the credentials and run the connect command again.")
-        except EXPECTED as exc:
-            _fail(str(exc))
+        # Every log line of the command, the HTTP client's included, says which command it came from.
+        with structlog.contextvars.bound_contextvars(command=click.get_current_context().command_path):
+            try:
+                return fn(*args, **kwargs)
+            except CredentialsRejected as exc:
+                _fail(f"{exc}\nCheck the credentials and run the connect command again.")
+            except EXPECTED as exc:
+                _fail(str(exc))
 
     return wrapper
 
@@ -465,7 +469,7 @@ def print_outcome(outcome: RunOutcome) -> None:
 PREVIEW_COLUMNS = [("technician", "technician"), ("activity", "activity"), ("date", "date"),
                    ("actual_start", "actual in"), ("actual_end", "actual out"), ("rounded_start", "rounded in"),
                    ("rounded_end", "rounded out"), ("hours", "hours"), ("rule", "rule"),
-                   ("cost_code_id", "cost code"), ("action", "action"), ("reason", "reason"),
+                   ("cost_code", "cost code"), ("action", "action"), ("reason", "reason"),
                    ("ledger_status", "ledger")]
 
 
