@@ -30,6 +30,7 @@ NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
 COMPANY = 4242
 NORTH, SOUTH = 5001, 5002
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+UNREACHABLE_PG = "postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2"
 
 
 # ---------------------------------------------------------------------------- records, written as a run leaves them
@@ -240,6 +241,18 @@ def test_without_redis_the_database_metrics_are_still_exported_with_a_scrape_err
     assert values(metrics["stsync_scrape_errors"]) == {
         (("source", "database"),): 0, (("source", "redis"),): 1, (("source", "broker"),): 1}
     assert "stsync_beat_tick_age_seconds" not in metrics and "stsync_queue_length" not in metrics
+
+
+def test_without_the_database_the_redis_metrics_are_still_exported_with_a_scrape_error(redis_url: str) -> None:
+    record_beat_tick(redis.Redis.from_url(redis_url), NOW - timedelta(seconds=30))
+    count_response(redis.Redis.from_url(redis_url), COMPANY, 429, NOW.timestamp())
+    metrics = scrape(UNREACHABLE_PG, redis_url)
+    assert values(metrics["stsync_scrape_errors"]) == {
+        (("source", "database"),): 1, (("source", "redis"),): 0, (("source", "broker"),): 0}
+    assert values(metrics["stsync_beat_tick_age_seconds"]) == {(): 30}
+    assert values(metrics["stsync_procore_responses"], "stsync_procore_responses_total") == {
+        (("company_id", str(COMPANY)), ("status", "429")): 1}
+    assert "stsync_ledger_rows" not in metrics and "stsync_project_last_success_timestamp_seconds" not in metrics
 
 
 def test_webhook_deliveries_are_counted_once_their_table_exists(db_url: str, redis_url: str) -> None:

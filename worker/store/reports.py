@@ -187,7 +187,7 @@ def digest_time_zone(conn: Connection, projects: Iterable[ProjectSync]) -> str:
 
 def skipped_technicians(s: Session, connection_id: int) -> list[SkippedTechnician]:
     """Technicians with entries skipped for a missing or invalid Employee ID, by name, with the hours waiting on
-    them and what to fix (the technician's stored problem, else the skipped rows' own words)."""
+    them and what to fix (the skipped rows' own words, which say it; else the technician's stored problem)."""
     rows = s.execute(
         select(LedgerEntry.st_user_id, LedgerEntry.technician_name, LedgerEntry.reason, ProjectLink.name,
                func.count(), func.coalesce(func.sum(LedgerEntry.hours), 0), func.min(LedgerEntry.work_date),
@@ -205,7 +205,7 @@ def skipped_technicians(s: Session, connection_id: int) -> list[SkippedTechnicia
         seen = found.get(key)
         if seen is None:
             found[key] = SkippedTechnician(user_id, name or f"ServiceTrade user {user_id}", SkipReason(reason), n,
-                                           Decimal(hours), first, last, (project,), problem or detail or "")
+                                           Decimal(hours), first, last, (project,), detail or problem or "")
             continue
         found[key] = replace(
             seen, entries=seen.entries + n, hours=seen.hours + Decimal(hours),
