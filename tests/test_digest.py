@@ -19,7 +19,7 @@ from tests.test_metrics import NOW, add_company, add_project, add_row, add_run
 from worker.enums import LedgerStatus, RunStatus
 from worker.mail import MailError, compose, parse_smtp_url, send_mail
 from worker.models import Connection
-from worker.service.digest import build_digest, digests_due, send_all, send_digest
+from worker.service.digest import build_digest, digests_due, send_all, send_digest, send_now
 
 session = test_metrics.session  # a committing session on the emptied test database, as a fixture
 # NOW is 14:00 UTC on Tuesday 3 March 2026: 08:00 in Chicago (CST), after the default 07:00 digest time.
@@ -144,6 +144,19 @@ def test_a_company_with_nothing_wrong_is_told_so(session: Session) -> None:
     assert "Technicians skipped" not in digest.as_text() and "Posted on Mon 2 Mar 2026" in digest.as_text()
     # A fragment the console's home page can show as it is.
     assert digest.as_html().startswith("<h2>stsync daily digest for Procore company 4242</h2>")
+
+
+def test_a_digest_sent_by_hand_goes_out_at_once_and_the_scheduled_one_still_does(
+        session: Session, redis_url: str, smtp: tuple[Inbox, str]) -> None:
+    inbox, smtp_url = smtp
+    conn = a_company_with_trouble(session)
+    sent = send_now(company_id=test_metrics.COMPANY, recipients=[PAYROLL], now=BEFORE_DIGEST_TIME, smtp_url=smtp_url)
+    assert sent.sent and sent.day == date(2026, 3, 2)
+    assert [rcpt for _, rcpt, _ in inbox.messages] == [[PAYROLL]]
+    assert [r.sent for r in send_all(NOW, recipients={conn.id: [PAYROLL]}, smtp_url=smtp_url,
+                                     redis_url=redis_url)] == [True]
+    assert send_now(conn.id, now=NOW, smtp_url=smtp_url).error == (
+        "the company has no digest recipients: say whom to send it to")
 
 
 def test_each_digest_goes_out_once_a_day_after_the_companys_digest_time(

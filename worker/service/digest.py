@@ -38,6 +38,7 @@ SHOWN_PER_SECTION = 100
 # "Sent" marks live in Redis for a few days: long enough that no restart sends a day twice.
 SENT_KEY = "stsync:digest:sent:{connection_id}:{day}"
 SENT_TTL_S = 4 * 86400
+SMTP_URL_MISSING = "SMTP_URL is not set: set it to smtp://user:password@host:port to mail digests"
 WHAT_TO_FIX = {
     SkipReason.no_employee_id: "add their Procore Employee ID to their user in ServiceTrade",
     SkipReason.invalid_employee_id: "correct their Procore Employee ID in ServiceTrade so it matches a Procore "
@@ -134,16 +135,38 @@ class DueDigest:
 
 
 def build_digest(
-    connection_id: int | None = None, *, day: date | None = None, now: datetime | None = None,
-    cost_code_names: Mapping[int, str] | None = None, database_url: str | None = None,
+    connection_id: int | None = None, *, company_id: int | None = None, day: date | None = None,
+    now: datetime | None = None, cost_code_names: Mapping[int, str] | None = None, database_url: str | None = None,
 ) -> Digest:
-    """The digest of one connection (the only one when None). `day` is the day whose posted hours it lists
-    (default: yesterday in the company's zone); the problems are those standing at `now`. `cost_code_names`
-    gives cost code labels by id, where the caller knows them (the ledger keeps only the id)."""
+    """The digest of one connection, chosen by its id or its Procore company id (the only one when neither is
+    given). `day` is the day whose posted hours it lists (default: yesterday in the company's zone); the problems
+    are those standing at `now`. `cost_code_names` gives cost code labels by id, where the caller knows them
+    (the ledger keeps only the id)."""
     now = now or datetime.now(UTC)
     with session_scope(database_url) as s:
-        conn = _connection(s, connection_id)
+        conn = _connection(s, connection_id, company_id)
         return _build(s, conn, day=day, now=now, cost_code_names=cost_code_names or {})
+
+
+def send_now(
+    connection_id: int | None = None, *, company_id: int | None = None, recipients: Sequence[str] | None = None,
+    day: date | None = None, now: datetime | None = None, smtp_url: str | None = None,
+    database_url: str | None = None,
+) -> DigestSent:
+    """Mail one company's digest at once, whatever the time (`stsync digest --send`), to `recipients` or the
+    connection's own. It does not count as the day's digest: the scheduled one still goes out."""
+    digest = build_digest(connection_id, company_id=company_id, day=day, now=now, database_url=database_url)
+    to = tuple(recipients) if recipients else _recipients_of(digest.connection_id, None, database_url)
+    url = _smtp_url(smtp_url)
+    if not to:
+        return _not_sent(digest, to, "the company has no digest recipients: say whom to send it to")
+    if url is None:
+        return _not_sent(digest, to, SMTP_URL_MISSING)
+    try:
+        send_digest(digest, to, url)
+    except MailError as exc:
+        return _not_sent(digest, to, str(exc))
+    return DigestSent(digest.connection_id, digest.company_name, digest.day, to)
 
 
 def send_digest(digest: Digest, recipients: Sequence[str], smtp_url: str, *, sender: str | None = None) -> None:
@@ -180,9 +203,8 @@ def send_all(
     twice) and unmarked when sending fails, so the next call tries again; one company's failure does not stop the
     others."""
     now = now or datetime.now(UTC)
-    settings = get_settings()
-    url = smtp_url or (settings.smtp_url.get_secret_value() if settings.smtp_url else None)
-    client = redis.Redis.from_url(redis_url or health_redis_url(settings), socket_timeout=REDIS_TIMEOUT_S,
+    url = _smtp_url(smtp_url)
+    client = redis.Redis.from_url(redis_url or health_redis_url(get_settings()), socket_timeout=REDIS_TIMEOUT_S,
                                   socket_connect_timeout=REDIS_TIMEOUT_S)
     with client:
         results = []
@@ -199,7 +221,7 @@ def send_all(
 
 def _send_once(client: redis.Redis, digest: Digest, to: tuple[str, ...], smtp_url: str | None) -> DigestSent:
     if smtp_url is None:
-        return _not_sent(digest, to, "SMTP_URL is not set: set it to smtp://user:password@host:port to mail digests")
+        return _not_sent(digest, to, SMTP_URL_MISSING)
     key = _sent_key(digest.connection_id, digest.day)
     if not client.set(key, digest.made_at.isoformat(), nx=True, ex=SENT_TTL_S):
         return _not_sent(digest, to, "another process is sending this digest")
@@ -229,9 +251,14 @@ def _recipients_of(connection_id: int, given: Mapping[int, Sequence[str]] | None
         return tuple(reports.digest_recipients(_connection(s, connection_id)))
 
 
-def _connection(s: Session, connection_id: int | None) -> Connection:
+def _smtp_url(given: str | None) -> str | None:
+    configured = get_settings().smtp_url
+    return given or (configured.get_secret_value() if configured else None)
+
+
+def _connection(s: Session, connection_id: int | None, company_id: int | None = None) -> Connection:
     if connection_id is None:
-        return get_connection(s)
+        return get_connection(s, company_id)
     found = reports.digest_connections(s, connection_id)
     if not found:
         raise LookupError(f"connection {connection_id} does not exist")
