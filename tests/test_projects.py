@@ -4,10 +4,13 @@ and job even across lost responses, job types, technicians and rule validation."
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from worker.cli import cli
 from worker.enums import LedgerStatus
 
 from .helpers import END, START, ledger
+from .stsync_env import point_at_emulator
 
 
 def _mine(items: list[dict], pid: int) -> list[dict]:
@@ -190,3 +193,18 @@ def test_every_log_line_of_a_command_names_the_command(stsync, caplog) -> None:
     stsync("project", "check", stsync.h["project_ids"][0])
     calls = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "http.call"]
     assert calls and all(str(c.get("command", "")).endswith("project check") for c in calls)
+
+
+def test_secrets_can_be_typed_at_a_hidden_prompt_instead_of_the_command_line(world, emulator, db_url, redis_url,
+                                                                             monkeypatch) -> None:
+    point_at_emulator(monkeypatch, emulator)
+    h = world["handles"]
+    procore = CliRunner().invoke(cli, ["connect", "procore", "--company-id", str(h["procore_company_id"]),
+                                       "--client-id", h["procore_client_id"]],
+                                 input=h["procore_client_secret"] + "\n")
+    assert procore.exit_code == 0, procore.output
+    assert "connected with client credentials" in procore.output
+    assert h["procore_client_secret"] not in procore.output
+    st = CliRunner().invoke(cli, ["connect", "servicetrade", "--username", h["st_username"]],
+                            input=h["st_password"] + "\n")
+    assert st.exit_code == 0 and "connected as" in st.output and h["st_password"] not in st.output

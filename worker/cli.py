@@ -134,8 +134,10 @@ def connect() -> None:
 @connect.command("procore")
 @click.option("--company-id", type=int, required=True, help="Procore company id")
 @click.option("--client-id", required=True)
-@click.option("--client-secret", required=True)
-@click.option("--refresh-token", default=None, help="for a connection that a Procore user authorised")
+@click.option("--client-secret", envvar="PROCORE_CLIENT_SECRET", prompt="Procore client secret", hide_input=True,
+              help="asked for (hidden) when neither given nor in PROCORE_CLIENT_SECRET")
+@click.option("--refresh-token", envvar="PROCORE_REFRESH_TOKEN", default=None,
+              help="for a connection that a Procore user authorised")
 @handled
 def connect_procore(company_id: int, client_id: str, client_secret: str, refresh_token: str | None) -> None:
     done = connection_service.connect_procore(company_id, client_id, client_secret, refresh_token)
@@ -145,15 +147,18 @@ def connect_procore(company_id: int, client_id: str, client_secret: str, refresh
 
 @connect.command("servicetrade")
 @click.option("--username", default=None)
-@click.option("--password", default=None)
+@click.option("--password", envvar="SERVICETRADE_PASSWORD", default=None,
+              help="asked for (hidden) when neither given nor in SERVICETRADE_PASSWORD")
 @click.option("--client-id", default=None, help="OAuth client id (instead of username/password)")
-@click.option("--client-secret", default=None)
+@click.option("--client-secret", envvar="SERVICETRADE_CLIENT_SECRET", default=None)
 @click.option("--company-id", type=int, default=None, help="Procore company of the connection, when several")
 @handled
 def connect_servicetrade(
     username: str | None, password: str | None, client_id: str | None, client_secret: str | None,
     company_id: int | None,
 ) -> None:
+    if username and not password:
+        password = click.prompt("ServiceTrade password", hide_input=True)
     done = connection_service.connect_servicetrade(username=username, password=password, client_id=client_id,
                                                    client_secret=client_secret, company_id=company_id)
     click.echo(f"ServiceTrade account {done.company_name} ({done.company_id}) connected as {done.user_name}.")
