@@ -116,6 +116,8 @@ def test_a_taken_priority_and_a_bad_condition_are_refused_before_anything_is_sto
     rules.add_rule(pid, code["cost_code_id"], code["line_item_type_id"], priority=5)
     with pytest.raises(InvalidArgument, match="priority 5 is taken"):
         rules.add_rule(pid, code["cost_code_id"], code["line_item_type_id"], priority=5)
+    with pytest.raises(InvalidArgument, match="priority must be from 1 to 10000, got 0"):
+        rules.add_rule(pid, code["cost_code_id"], code["line_item_type_id"], priority=0)
     with pytest.raises(InvalidArgument, match="activity must be one of onsite, enroute, offsite"):
         rules.add_rule(pid, code["cost_code_id"], code["line_item_type_id"], activity="onbreak")
     with pytest.raises(ValueError, match="'funday' in weekdays"):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from worker.clients.procore import ProcoreClient
 from worker.db import session_scope
 from worker.enums import RULE_ACTIVITIES, WEEKDAYS
-from worker.inputs import InvalidArgument, positive_id
+from worker.inputs import InvalidArgument, positive_id, positive_limit
 from worker.models import CostCodeRule
 from worker.projects import cost_code_label
 from worker.service.connections import procore_of
@@ -83,6 +83,8 @@ def add_rule(
     project_id = positive_id(project_id, "project_id")
     cost_code_id = positive_id(cost_code_id, "cost_code_id")
     line_item_type_id = positive_id(line_item_type_id, "line_item_type_id")
+    if priority is not None:
+        priority = positive_limit(priority, "priority", most=10_000)
     if activity is not None and activity not in RULE_ACTIVITIES:
         raise InvalidArgument(f"activity must be one of {', '.join(RULE_ACTIVITIES)}, got {activity!r}")
     if weekdays:
