@@ -114,6 +114,7 @@ def test_the_digest_mail_names_the_skipped_technicians_and_the_failed_entries(
     assert f"Ann Lee, Mon 2 Mar 2026, 7.25 h, North Tower: {PROCORE_SAID}" in text
     assert "Ed Fox, Fri 20 Feb 2026, 3.00 h, North Tower: the clock events changed after" in text
     assert "South Yard: last synced Sun 1 Mar 2026 08:00 CST" in text
+    assert "North Tower: last synced" not in text and "North Tower: never synced" not in text
     assert "Di Park" not in text
     html = message.get_body(("html",)).get_content()
     assert html.startswith("<!DOCTYPE html>")
@@ -136,10 +137,12 @@ def test_a_company_with_nothing_wrong_is_told_so(session: Session) -> None:
     conn = add_company(session)
     north = add_project(session, conn, test_metrics.NORTH, "North Tower", scheduled_at=NOW - timedelta(days=3))
     add_run(session, north, RunStatus.succeeded, NOW - timedelta(hours=2))
+    # Scheduled an hour ago and not synced yet: it has a day before it counts as not synced.
+    add_project(session, conn, test_metrics.SOUTH, "South Yard", scheduled_at=NOW - timedelta(hours=1))
     session.commit()
     digest = build_digest(now=NOW)
     assert not digest.has_problems
-    assert digest.summary() == "nothing to fix, 0.00 h posted"
+    assert digest.stale_projects == () and digest.summary() == "nothing to fix, 0.00 h posted"
     assert digest.as_text().startswith("stsync daily digest for Procore company 4242\nMade Tue 3 Mar 2026 08:00 CST\n")
     assert "Technicians skipped" not in digest.as_text() and "Posted on Mon 2 Mar 2026" in digest.as_text()
     # A fragment the console's home page can show as it is.

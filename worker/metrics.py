@@ -186,7 +186,7 @@ def database_metrics(db: DatabaseFacts, now: datetime) -> Iterator[Metric]:
         "stsync_project_last_success_timestamp_seconds",
         "Unix time of the project's last sync run that ran to its end; the time its schedule was enabled when it "
         "never did.", ["project_id", "project", "active"],
-        [((str(p.project_id), p.name, "true" if p.active else "false"), last_success_or_start(p).timestamp())
+        [((str(p.project_id), p.name, "true" if p.active else "false"), p.counted_from.timestamp())
          for p in db.projects])
     yield _gauge("stsync_ledger_rows", "Ledger rows per status and reason (the skip reason; empty otherwise).",
                  ["status", "reason"], ledger_row_samples(db.ledger_rows))
@@ -214,12 +214,6 @@ def redis_metrics(store: RedisFacts) -> Iterator[Metric]:
         for status, n in sorted({429: 0, **by_status}.items()):
             responses.add_metric([str(company), str(status)], n)
     yield responses
-
-
-def last_success_or_start(project: ProjectSync) -> datetime:
-    """A project that never synced to its end counts from when it was scheduled (or linked), so a new project
-    gets a full day before it alerts."""
-    return project.last_success or project.scheduled_since or project.linked_at
 
 
 def ledger_row_samples(rows: list[tuple[LedgerStatus, str | None, int]]) -> list[tuple[tuple[str, str], int]]:

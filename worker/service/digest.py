@@ -285,9 +285,10 @@ def _build(s: Session, conn: Connection, *, day: date | None, now: datetime,
 
 
 def stale_projects(projects: Iterable[ProjectSync], now: datetime) -> list[StaleProject]:
-    """Scheduled projects whose last sync to its end is more than a day old, or that never had one."""
+    """Scheduled projects whose last sync to its end is more than a day old; one that never had one, once it has
+    been scheduled for a day."""
     return [StaleProject(p.name, p.project_id, p.last_success) for p in projects
-            if p.active and (p.last_success is None or now - p.last_success > STALE_AFTER)]
+            if p.active and now - p.counted_from > STALE_AFTER]
 
 
 def _posted_line(posted: PostedHours, names: Mapping[int, str]) -> PostedLine:

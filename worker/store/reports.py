@@ -37,6 +37,12 @@ class ProjectSync:
     scheduled_since: datetime | None  # when its oldest enabled schedule was made
     linked_at: datetime
 
+    @property
+    def counted_from(self) -> datetime:
+        """Its last sync to the end; for a project that never had one, when it was scheduled (or linked), so a
+        new project gets a full day before anyone is told it has not synced."""
+        return self.last_success or self.scheduled_since or self.linked_at
+
 
 @dataclass(frozen=True)
 class SkippedTechnician:
