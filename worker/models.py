@@ -102,6 +102,11 @@ class Connection(Base):
     st_client_secret: Mapped[str | None] = mapped_column(EncryptedText)
     st_session_token: Mapped[str | None] = mapped_column(EncryptedText)
     st_vendor_company_id: Mapped[int | None] = mapped_column(BigInteger)
+    st_hook_token_hash: Mapped[str | None] = mapped_column(
+        String(64), unique=True, doc="sha256 of the token in our ServiceTrade webhook URL (the token is not kept)")
+    st_webhook_id: Mapped[int | None] = mapped_column(BigInteger)
+    procore_hook_secret: Mapped[str | None] = mapped_column(EncryptedText, doc="the bearer our Procore hook sends")
+    procore_hook_id: Mapped[int | None] = mapped_column(BigInteger)
 
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp(), onupdate=func.current_timestamp())
@@ -319,3 +324,46 @@ class LedgerHistory(Base):
     reason: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+
+
+class User(Base):
+    """A person who signs in to the web console: `admin` (everything) or `payroll` (projects, clock events, runs
+    and the ledger). The password is kept only as a werkzeug scrypt hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, doc="lower-cased, so sign-in ignores case")
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20), doc="admin | payroll (worker.service.users.Role)")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+    last_sign_in_at: Mapped[datetime | None]
+
+
+class WebhookOutcome(enum.StrEnum):
+    """What became of one webhook delivery (the metrics count deliveries by it)."""
+
+    received = "received"  # stored and queued, not processed yet
+    processed = "processed"  # a sync was scheduled, or the ledger updated
+    ignored = "ignored"  # nothing to do: our own write, an entry stsync did not make, nothing changed
+    unmatched = "unmatched"  # no linked project: kept with the reason
+    refused = "refused"  # too large or malformed: kept with the reason, never processed
+    failed = "failed"  # processing stopped on an error (kept with it); a retry may still process it
+
+
+class WebhookDelivery(Base):
+    """One message a webhook delivered, kept whatever became of it; the sender's id makes a replay a no-op."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("source", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), doc="servicetrade | procore")
+    message_id: Mapped[str | None] = mapped_column(
+        String(100), doc="ServiceTrade messageId, Procore ulid; none for a body that could not be read")
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="the body as sent, or a marker when refused")
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(20), index=True, doc="a WebhookOutcome")
+    reason: Mapped[str | None] = mapped_column(Text)
