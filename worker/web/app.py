@@ -1,0 +1,99 @@
+"""The console's Flask app and the gunicorn server that `stsync web` starts.
+
+    gunicorn 'worker.web.app:create_app()' --bind 127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, redirect, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFProtect
+from gunicorn.app.base import BaseApplication
+
+from worker.logging import configure_logging
+from worker.settings import Settings, get_settings
+from worker.web import auth, connections, events, ops, projects, rules, runs, schedules, technicians, users
+from worker.web.display import FILTERS
+
+SESSION_HOURS = 12
+# A whole-window sync runs on the workers; the manual flow of a few hundred entries runs in the request.
+REQUEST_TIMEOUT_S = 300
+
+BLUEPRINTS = (
+    auth.bp,
+    ops.bp,
+    connections.bp,
+    projects.bp,
+    events.bp,
+    rules.bp,
+    schedules.bp,
+    runs.bp,
+    technicians.bp,
+    users.bp,
+)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=session_key(settings),
+        SESSION_COOKIE_NAME="stsync_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web_secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        # One policy for every unsafe method (STYLE: "CSRF is checked for every unsafe method by one policy").
+        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+        WTF_CSRF_SSL_STRICT=settings.web_secure_cookies,
+    )
+    CSRFProtect(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    app.before_request(auth.require_signed_in_user)
+    app.context_processor(auth.user_context)
+    app.jinja_env.filters.update(FILTERS)
+    app.add_url_rule("/", "home", _home)
+    return app
+
+
+def session_key(settings: Settings) -> bytes:
+    """The key that signs session cookies, derived from the credentials key so there is one secret to keep; a
+    key rotation signs everyone out, which is what a rotation is for."""
+    return hmac.new(settings.secret_key().encode(), b"stsync web session cookies", hashlib.sha256).digest()
+
+
+def _home() -> ResponseReturnValue:
+    return redirect(url_for("projects.index"))
+
+
+def serve(bind: str | None = None, *, workers: int = 2, threads: int = 4) -> None:
+    """Serve the console with gunicorn on `bind` (default WEB_BIND, 127.0.0.1:8000) until stopped."""
+    configure_logging()
+    options = {
+        "bind": bind or get_settings().web_bind,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": REQUEST_TIMEOUT_S,
+        "accesslog": "-",
+    }
+    _Gunicorn(options).run()
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc] - gunicorn ships no type hints
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app()
