@@ -78,14 +78,24 @@ def test_rerun_after_lost_response_posts_nothing_twice(stsync, emulator) -> None
     assert ledger(status=LedgerStatus.pending) == []
 
 
-def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emulator) -> None:  # noqa: ANN001
+def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
     pid = first_project(stsync)
-    # Every bulk POST is committed but unanswered, and the look-up fails too: the run ends with unknown rows.
+    # Every bulk POST is committed but unanswered, and the look-ups after them fail too (the look before creating
+    # still works): the run ends with unknown rows.
+    from worker.sync.posting import Poster
+
+    post_all = Poster.post_all
+
+    def lookups_fail_from_now_on(self, rows):  # noqa: ANN001
+        emulator.admin.add_faults(
+            {"service": "procore", "method": "GET", "path": r"/timecard_entries$", "kind": "500", "count": 200})
+        return post_all(self, rows)
+
+    monkeypatch.setattr(Poster, "post_all", lookups_fail_from_now_on)
     emulator.admin.add_faults(
-        {"service": "procore", "method": "POST", "path": r"/timesheets$", "kind": "lost_response", "count": 50},
-        {"service": "procore", "method": "GET", "path": r"/timecard_entries$", "kind": "500", "count": 200},
-    )
+        {"service": "procore", "method": "POST", "path": r"/timesheets$", "kind": "lost_response", "count": 50})
     stsync.sync(pid, START, END, ok=False)
+    monkeypatch.undo()
     assert ledger(status=LedgerStatus.unknown) or ledger(status=LedgerStatus.pending)
     emulator.admin.clear_faults()
     emulator.admin.reset_requests()

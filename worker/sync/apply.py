@@ -14,6 +14,7 @@ from worker.enums import LedgerStatus
 from worker.store import ledger as ledger_store
 from worker.store.ledger import LedgerRow, Sendable
 from worker.sync.diff import Action, ActionKind, Desired, LedgerView, diff
+from worker.sync.identity import parse_origin
 from worker.sync.plan import PlannedRow
 from worker.sync.posting import Poster, planned_values
 from worker.sync.report import RunReport
@@ -40,6 +41,10 @@ class Decisions:
 
     def get(self, kind: ActionKind) -> list[Action]:
         return self.by_kind.get(kind, [])
+
+
+# Rows whose entry a run would create (again): before it does, Procore is asked whether it exists already.
+ADOPTABLE = (LedgerStatus.skipped, LedgerStatus.deleted, LedgerStatus.failed)
 
 
 def ledger_view(row: LedgerRow, *, manual_override: bool = False) -> LedgerView:
@@ -130,6 +135,46 @@ class Applier:
         creates = [p for p in creates if not is_later(p, window, manual=manual)]
         if creates:
             self.poster.post_all(self._claim(creates, rows, manual=manual))
+
+    def adopt_existing(self, planned: dict[str, PlannedRow], rows: dict[str, LedgerRow], window: Period, *,
+                       manual: bool) -> int:
+        """Look before creating (DESIGN §3 step 10): every entry this run would create is first looked for in
+        Procore by its identity; one that exists (posted by a database since restored or lost, or by another
+        installation) is adopted into the ledger with Procore's id, and nothing is sent for it. Returns how many
+        were adopted; the caller reads the ledger rows again."""
+        candidates = {
+            key: p for key, p in planned.items()
+            if p.payload is not None and p.work_date is not None and p.party_id is not None
+            and not is_later(p, window, manual=manual)
+            and (key not in rows or rows[key].status in ADOPTABLE)
+        }
+        if not candidates:
+            return 0
+        found = self.poster.find_existing(candidates.values())
+        if not found:
+            return 0
+        fresh, again, history = [], [], []
+        for key, entry in found.items():
+            p, origin = candidates[key], parse_origin(entry)
+            values = {**planned_values(p), "status": LedgerStatus.posted, "reason": None, "detail": None,
+                      "procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status"),
+                      "content_hash": origin.content_hash if origin else None, "posted_at": self.now,
+                      "last_run_id": self.run_id}
+            if key in rows:
+                again.append({**values, "id": rows[key].id})
+                history.append((key, rows[key].status))
+            else:
+                fresh.append({**values, **self._new_row(key), "attempts": 0, "manual": manual})
+                history.append((key, None))
+        with session_scope(self.database_url) as s:
+            ids = {key: row.id for key, row in rows.items()}
+            ids.update(ledger_store.insert_rows(s, self.connection_id, fresh))
+            ledger_store.update_by_id(s, again)
+            ledger_store.add_history(s, [(ids[key], old, LedgerStatus.posted, "adopted",
+                                          f"found in Procore as {found[key]['id']}; nothing was sent")
+                                         for key, old in history], run_id=self.run_id, at=self.now)
+        self.report.adopted += len(found)
+        return len(found)
 
     def _reconcile_first(self, decisions: Decisions, planned: dict[str, PlannedRow], rows: dict[str, LedgerRow],
                          *, manual: bool) -> None:

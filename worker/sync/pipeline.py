@@ -124,9 +124,19 @@ def run_sync(
         by_key = {p.source_key: p for p in planned}
 
         # Step 9: diff against the ledger.
-        with session_scope(database_url) as s:
-            rows = ledger_store.window_rows(s, link_id, scope_start=scope_start, scope_end=scope_end,
-                                            keys=list(by_key) if manual else None)
+        def ledger_rows() -> dict[str, LedgerRow]:
+            with session_scope(database_url) as s:
+                return ledger_store.window_rows(s, link_id, scope_start=scope_start, scope_end=scope_end,
+                                                keys=list(by_key) if manual else None)
+
+        rows = ledger_rows()
+        if not dry_run:
+            poster = Poster(procore, link.project_id, run_id, now, report, database_url=database_url,
+                            chunk_size=chunk_size, progress=progress, guard=lock.check)
+            applier = Applier(poster, link_id, link.connection_id, run_id, now, database_url)
+            # Step 10 begins by looking: what Procore has already (a restored or lost database) is adopted.
+            if applier.adopt_existing(by_key, rows, window, manual=manual):
+                rows = ledger_rows()
         actions = decide(by_key, rows, manual=manual)
 
         if dry_run:
@@ -141,10 +151,7 @@ def run_sync(
             return report
 
         # Steps 10–11: claim and commit, then POST; reconcile before anything is sent again.
-        poster = Poster(procore, link.project_id, run_id, now, report, database_url=database_url,
-                        chunk_size=chunk_size, progress=progress, guard=lock.check)
-        Applier(poster, link_id, link.connection_id, run_id, now, database_url).apply(
-            actions, by_key, rows, window, manual=manual)
+        applier.apply(actions, by_key, rows, window, manual=manual)
 
         # Step 12: what is still unresolved.
         with session_scope(database_url) as s:

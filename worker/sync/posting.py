@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -239,6 +239,23 @@ class Poster:
             with session_scope(self.database_url) as s:
                 ledger_store.adopt(s, found, reason="reconciled", run_id=self.run_id, at=self.now)
         log.info("sync.reconciled", looked_up=len(candidates), found=len(found))
+        return found
+
+    def find_existing(self, planned: Iterable[PlannedRow]) -> dict[str, dict[str, Any]]:
+        """Procore's entries that carry the identity of these planned rows, by source key: one list call per
+        thousand entries of their people and dates (P-6)."""
+        wanted = {p.source_key: p for p in planned}
+        if not wanted:
+            return {}
+        dates = [p.work_date for p in wanted.values() if p.work_date is not None]
+        parties = sorted({p.party_id for p in wanted.values() if p.party_id is not None})
+        found: dict[str, dict[str, Any]] = {}
+        for entry in self.procore.list_entries(min(dates), max(dates), party_ids=parties):
+            origin = parse_origin(entry)
+            if (origin is not None and origin.source_key in wanted and origin.source_key not in found
+                    and not entry.get("deleted_at") and matches(entry, self.company_id, origin.source_key)):
+                found[origin.source_key] = entry
+        log.info("sync.looked_before_creating", looked_for=len(wanted), found=len(found))
         return found
 
     def approved_now(self, rows: list[LedgerRow]) -> set[int]:

@@ -29,6 +29,7 @@ class RunReport:
     failed: int = 0
     unknown: int = 0
     later: int = 0
+    adopted: int = 0  # entries found in Procore by their identity before creating them: nothing sent
     retired: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     malformed_events: list[str] = field(default_factory=list)
@@ -63,6 +64,7 @@ class RunReport:
             "failed": self.failed,
             "unknown": self.unknown,
             "later": self.later,
+            "adopted": self.adopted,
             "retired": self.retired,
             "skipped": dict(sorted(self.skipped.items())),
             "malformed_events": len(self.malformed_events),
