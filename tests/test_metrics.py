@@ -3,11 +3,13 @@ back with prometheus_client's parser, and linted by `promtool check metrics`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,13 +25,15 @@ from worker.db import get_engine
 from worker.enums import EntryMode, LedgerStatus, RunStatus, RunTrigger, ScheduleKind
 from worker.health import record_beat_tick
 from worker.metrics import render_metrics
-from worker.models import Connection, LedgerEntry, ProjectLink, Schedule, SyncRun
+from worker.models import Connection, LedgerEntry, ProjectLink, Schedule, SyncRun, WebhookDelivery
 from worker.store import ledger as ledger_store
+from worker.store import reports
 
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
 COMPANY = 4242
 NORTH, SOUTH = 5001, 5002
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+CONTRACT = Path(__file__).resolve().parent.parent / "ops" / "prometheus" / "README.md"
 UNREACHABLE_PG = "postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2"
 
 
@@ -162,6 +166,29 @@ def test_after_a_run_with_failures_the_failed_count_and_the_projects_last_succes
         (("source", "database"),): 0, (("source", "redis"),): 0, (("source", "broker"),): 0}
 
 
+def test_the_export_is_exactly_the_contract_names_labels_and_types_and_the_scrape_errors(
+        session: Session, db_url: str, redis_url: str) -> None:
+    a_run_with_failures(session)
+    client = redis.Redis.from_url(redis_url)
+    budget = RedisRateBudget(client, f"stsync:procore-budget:{COMPANY}", clock=NOW.timestamp)
+    budget.observe(3600, 3000, int(NOW.timestamp()) + 60)
+    count_response(client, COMPANY, 200, NOW.timestamp())
+    add_deliveries(session, ("procore", "processed"))
+    body, _ = render_metrics(database_url=db_url, redis_url=redis_url, now=NOW)
+    contract = {
+        name: (frozenset(filter(None, (label.strip() for label in labels.split(",")))), kind)
+        for name, labels, kind in re.findall(r"^\| `(stsync_\w+)(?:\{([^}]*)\})?` \| (\w+) \|", CONTRACT.read_text(),
+                                             re.MULTILINE)
+    }
+    assert len(contract) == 9
+    contract["stsync_scrape_errors"] = (frozenset({"source"}), "gauge")
+    exported = {}
+    for family in text_string_to_metric_families(body.decode()):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        exported[name] = (frozenset(label for s in family.samples for label in s.labels), family.type)
+    assert exported == contract
+
+
 def test_a_scheduled_project_that_never_synced_counts_from_when_its_schedule_was_made(
         session: Session, db_url: str, redis_url: str) -> None:
     conn = add_company(session)
@@ -255,20 +282,23 @@ def test_without_the_database_the_redis_metrics_are_still_exported_with_a_scrape
     assert "stsync_ledger_rows" not in metrics and "stsync_project_last_success_timestamp_seconds" not in metrics
 
 
-def test_webhook_deliveries_are_counted_once_their_table_exists(db_url: str, redis_url: str) -> None:
+def add_deliveries(s: Session, *deliveries: tuple[str, str]) -> None:
+    for n, (source, outcome) in enumerate(deliveries):
+        s.add(WebhookDelivery(source=source, message_id=f"m{n}", outcome=outcome, received_at=NOW))
+    s.commit()
+
+
+def test_webhook_deliveries_are_counted_by_source_and_outcome(session: Session, db_url: str, redis_url: str) -> None:
     assert values(scrape(db_url, redis_url)["stsync_webhook_deliveries"]) == {}
-    engine = get_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE webhook_deliveries (id serial PRIMARY KEY, source text, outcome text)"))
-        conn.execute(sa.text("INSERT INTO webhook_deliveries (source, outcome) VALUES ('servicetrade', 'enqueued'), "
-                             "('servicetrade', 'enqueued'), ('procore', 'duplicate')"))
-    try:
-        deliveries = values(scrape(db_url, redis_url)["stsync_webhook_deliveries"])
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP TABLE webhook_deliveries"))
-    assert deliveries == {(("outcome", "enqueued"), ("source", "servicetrade")): 2,
-                          (("outcome", "duplicate"), ("source", "procore")): 1}
+    add_deliveries(session, ("servicetrade", "processed"), ("servicetrade", "processed"), ("procore", "ignored"))
+    assert values(scrape(db_url, redis_url)["stsync_webhook_deliveries"]) == {
+        (("outcome", "processed"), ("source", "servicetrade")): 2, (("outcome", "ignored"), ("source", "procore")): 1}
+
+
+def test_a_database_without_the_deliveries_table_counts_none_and_does_not_fail(db_session: Session) -> None:
+    db_session.execute(sa.text("DROP TABLE webhook_deliveries"))  # rolled back after the test
+    assert reports.webhook_delivery_counts(db_session) == []
+    assert reports.ledger_row_counts(db_session) == []
 
 
 def test_promtool_accepts_the_exported_metrics(session: Session, db_url: str, redis_url: str) -> None:

@@ -8,18 +8,26 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
 
-from sqlalchemy import String, and_, cast, func, inspect, or_, select, text
+from sqlalchemy import String, and_, cast, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from worker.enums import LedgerStatus, RunStatus, SkipReason
-from worker.models import Connection, LedgerEntry, LedgerHistory, ProjectLink, Schedule, SyncRun, Technician
+from worker.models import (
+    Connection,
+    LedgerEntry,
+    LedgerHistory,
+    ProjectLink,
+    Schedule,
+    SyncRun,
+    Technician,
+    WebhookDelivery,
+)
 
 # A sync that ran to its end counts as a success for "when did this project last sync": one that left a failed
 # row behind still read and posted everything else, and the failed row has an alert of its own.
 SYNCED_RUN_STATUSES = (RunStatus.succeeded, RunStatus.completed_with_problems)
 # Technicians whose hours cannot be posted until a person fixes their Employee ID.
 EMPLOYEE_ID_SKIPS = (SkipReason.no_employee_id, SkipReason.invalid_employee_id)
-WEBHOOK_DELIVERIES = "webhook_deliveries"
 DEFAULT_DIGEST_TIME = time(7, 0)
 
 
@@ -145,11 +153,14 @@ def connected_company_ids(s: Session) -> list[int]:
 
 
 def webhook_delivery_counts(s: Session) -> list[tuple[str, str, int]]:
-    """Stored webhook deliveries by source and outcome; none while the table does not exist yet."""
-    if not inspect(s.connection()).has_table(WEBHOOK_DELIVERIES):
+    """Stored webhook deliveries by source and outcome; none on a database not yet migrated to have them (a web
+    process may start before the one-shot migration has run)."""
+    if not inspect(s.connection()).has_table(WebhookDelivery.__tablename__):
         return []
-    rows = s.execute(text(f"SELECT source, outcome, count(*) FROM {WEBHOOK_DELIVERIES} GROUP BY source, outcome"))
-    return [(str(source), str(outcome), int(n)) for source, outcome, n in rows]
+    rows = s.execute(select(WebhookDelivery.source, WebhookDelivery.outcome, func.count())
+                     .group_by(WebhookDelivery.source, WebhookDelivery.outcome)
+                     .order_by(WebhookDelivery.source, WebhookDelivery.outcome))
+    return [(source, outcome, n) for source, outcome, n in rows]
 
 
 # ---------------------------------------------------------------------------- the digest
