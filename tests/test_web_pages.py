@@ -27,8 +27,9 @@ ADMIN = ("admin@example.com", "correct horse battery")
 
 
 @pytest.fixture
-def app(world: dict[str, Any], emulator: Any, db_url: str, redis_url: str,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+def app(
+    world: dict[str, Any], emulator: Any, db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flask]:
     point_at_emulator(monkeypatch, emulator)
     users.add_user(*ADMIN, role="admin")
     yield create_app()
@@ -37,8 +38,10 @@ def app(world: dict[str, Any], emulator: Any, db_url: str, redis_url: str,
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     client = app.test_client()
-    response = client.post("/sign-in", data={"email": ADMIN[0], "password": ADMIN[1],
-                                             "csrf_token": csrf_token(client, "/sign-in")})
+    response = client.post(
+        "/sign-in",
+        data={"email": ADMIN[0], "password": ADMIN[1], "csrf_token": csrf_token(client, "/sign-in")},
+    )
     assert response.status_code == 302
     return client
 
@@ -59,7 +62,9 @@ def csrf_token(client: FlaskClient, path: str) -> str:
 
 
 def post(client: FlaskClient, path: str, data: dict[str, Any], *, token_from: str) -> Any:
-    return client.post(path, data={**data, "csrf_token": csrf_token(client, token_from)}, follow_redirects=True)
+    return client.post(
+        path, data={**data, "csrf_token": csrf_token(client, token_from)}, follow_redirects=True
+    )
 
 
 def text(response: Any) -> str:
@@ -70,12 +75,24 @@ def text(response: Any) -> str:
 
 def test_both_systems_connect_from_the_connections_page(client: FlaskClient, world: dict[str, Any]) -> None:
     h = world["handles"]
-    procore = post(client, "/connections/procore",
-                   {"company_id": h["procore_company_id"], "client_id": h["procore_client_id"],
-                    "client_secret": h["procore_client_secret"], "save": "1"}, token_from="/connections/")
+    procore = post(
+        client,
+        "/connections/procore",
+        {
+            "company_id": h["procore_company_id"],
+            "client_id": h["procore_client_id"],
+            "client_secret": h["procore_client_secret"],
+            "save": "1",
+        },
+        token_from="/connections/",
+    )
     assert f"Procore company {h['procore_company_id']} connected with client credentials" in text(procore)
-    st = post(client, "/connections/servicetrade", {"username": h["st_username"], "password": h["st_password"]},
-              token_from="/connections/")
+    st = post(
+        client,
+        "/connections/servicetrade",
+        {"username": h["st_username"], "password": h["st_password"]},
+        token_from="/connections/",
+    )
     assert "ServiceTrade connected" in text(st)
     assert "Marcus Tanaka" in text(client.get("/technicians/"))
 
@@ -83,29 +100,46 @@ def test_both_systems_connect_from_the_connections_page(client: FlaskClient, wor
 def test_wrong_servicetrade_credentials_are_refused(client: FlaskClient, world: dict[str, Any]) -> None:
     h = world["handles"]
     service.connect_procore(h["procore_company_id"], h["procore_client_id"], h["procore_client_secret"])
-    response = post(client, "/connections/servicetrade", {"username": world["handles"]["st_username"],
-                                                          "password": "not-the-password"},
-                    token_from="/connections/")
+    response = post(
+        client,
+        "/connections/servicetrade",
+        {"username": world["handles"]["st_username"], "password": "not-the-password"},
+        token_from="/connections/",
+    )
     assert response.status_code == 400
     assert "Problem:" in text(response)
     assert "ServiceTrade connected" not in text(response)
 
 
-def test_connect_to_procore_by_the_authorization_code_grant(client: FlaskClient, world: dict[str, Any]) -> None:
+def test_connect_to_procore_by_the_authorization_code_grant(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
     h = world["handles"]
-    started = client.post("/connections/procore", data={
-        "company_id": h["procore_company_id"], "client_id": h["procore_client_id"],
-        "client_secret": h["procore_client_secret"], "authorize": "1",
-        "csrf_token": csrf_token(client, "/connections/")})
+    started = client.post(
+        "/connections/procore",
+        data={
+            "company_id": h["procore_company_id"],
+            "client_id": h["procore_client_id"],
+            "client_secret": h["procore_client_secret"],
+            "authorize": "1",
+            "csrf_token": csrf_token(client, "/connections/"),
+        },
+    )
     assert started.status_code == 302
     authorize = urlsplit(started.location)
     assert authorize.path == "/oauth/authorize"
     query = {k: v[0] for k, v in parse_qs(authorize.query).items()}
-    assert query["redirect_uri"] == "http://localhost/connections/procore/callback" and len(query["state"]) >= 32
+    assert (
+        query["redirect_uri"] == "http://localhost/connections/procore/callback" and len(query["state"]) >= 32
+    )
     consent = requests.get(started.location, timeout=10)
     assert consent.status_code == 200 and "Approve" in consent.text
-    approved = requests.post(f"{authorize.scheme}://{authorize.netloc}/oauth/authorize",
-                             data={**query, "decision": "approve"}, allow_redirects=False, timeout=10)
+    approved = requests.post(
+        f"{authorize.scheme}://{authorize.netloc}/oauth/authorize",
+        data={**query, "decision": "approve"},
+        allow_redirects=False,
+        timeout=10,
+    )
     back = urlsplit(approved.headers["Location"])
     assert back.path == "/connections/procore/callback"
     done = client.get(f"{back.path}?{back.query}", follow_redirects=True)
@@ -114,12 +148,20 @@ def test_connect_to_procore_by_the_authorization_code_grant(client: FlaskClient,
     assert service.check_project(h["project_ids"][0]).project["id"] == h["project_ids"][0]
 
 
-def test_an_answer_from_procore_with_another_state_is_refused(client: FlaskClient, world: dict[str, Any]) -> None:
+def test_an_answer_from_procore_with_another_state_is_refused(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
     h = world["handles"]
-    client.post("/connections/procore", data={
-        "company_id": h["procore_company_id"], "client_id": h["procore_client_id"],
-        "client_secret": h["procore_client_secret"], "authorize": "1",
-        "csrf_token": csrf_token(client, "/connections/")})
+    client.post(
+        "/connections/procore",
+        data={
+            "company_id": h["procore_company_id"],
+            "client_id": h["procore_client_id"],
+            "client_secret": h["procore_client_secret"],
+            "authorize": "1",
+            "csrf_token": csrf_token(client, "/connections/"),
+        },
+    )
     forged = client.get("/connections/procore/callback?code=stolen&state=not-the-one", follow_redirects=True)
     assert "does not belong to a connection started here" in text(forged)
     assert "No connection is stored yet" in text(client.get("/technicians/"))
@@ -127,17 +169,27 @@ def test_an_answer_from_procore_with_another_state_is_refused(client: FlaskClien
 
 def test_a_denied_authorization_says_so(client: FlaskClient, world: dict[str, Any]) -> None:
     h = world["handles"]
-    started = client.post("/connections/procore", data={
-        "company_id": h["procore_company_id"], "client_id": h["procore_client_id"],
-        "client_secret": h["procore_client_secret"], "authorize": "1",
-        "csrf_token": csrf_token(client, "/connections/")})
+    started = client.post(
+        "/connections/procore",
+        data={
+            "company_id": h["procore_company_id"],
+            "client_id": h["procore_client_id"],
+            "client_secret": h["procore_client_secret"],
+            "authorize": "1",
+            "csrf_token": csrf_token(client, "/connections/"),
+        },
+    )
     state = parse_qs(urlsplit(started.location).query)["state"][0]
-    denied = client.get(f"/connections/procore/callback?error=access_denied&state={state}", follow_redirects=True)
+    denied = client.get(
+        f"/connections/procore/callback?error=access_denied&state={state}", follow_redirects=True
+    )
     assert "Procore did not connect: access denied" in text(denied)
 
 
 def test_a_project_without_a_zip_names_the_blocker_and_cannot_be_linked(
-    connected: FlaskClient, world: dict[str, Any], emulator: Any,
+    connected: FlaskClient,
+    world: dict[str, Any],
+    emulator: Any,
 ) -> None:
     project_id = world["handles"]["project_ids"][0]
     emulator.admin.patch_project(project_id, zip="")
@@ -145,24 +197,41 @@ def test_a_project_without_a_zip_names_the_blocker_and_cannot_be_linked(
     assert page.status_code == 200
     assert "the project has no zip: fill in its zip in Procore's project admin" in text(page)
     assert "No ServiceTrade job was found for this project" in text(page)
-    assert re.search(r'<input[^>]*disabled[^>]*value="Sync project to ServiceTrade"|'
-                     r'<input[^>]*value="Sync project to ServiceTrade"[^>]*disabled', page.get_data(as_text=True))
-    refused = post(connected, f"/projects/{project_id}/link", {"job_type": "service_call"},
-                   token_from=f"/projects/{project_id}")
+    assert re.search(
+        r'<input[^>]*disabled[^>]*value="Sync project to ServiceTrade"|'
+        r'<input[^>]*value="Sync project to ServiceTrade"[^>]*disabled',
+        page.get_data(as_text=True),
+    )
+    refused = post(
+        connected,
+        f"/projects/{project_id}/link",
+        {"job_type": "service_call"},
+        token_from=f"/projects/{project_id}",
+    )
     assert "can't be linked yet" in text(refused) and "has no zip" in text(refused)
 
 
-def test_linking_a_project_shows_its_job_number_as_a_link(connected: FlaskClient, world: dict[str, Any]) -> None:
+def test_linking_a_project_shows_its_job_number_as_a_link(
+    connected: FlaskClient, world: dict[str, Any]
+) -> None:
     project_id = world["handles"]["project_ids"][1]
-    linked = post(connected, f"/projects/{project_id}/link", {"job_type": "service_call"},
-                  token_from=f"/projects/{project_id}")
+    linked = post(
+        connected,
+        f"/projects/{project_id}/link",
+        {"job_type": "service_call"},
+        token_from=f"/projects/{project_id}",
+    )
     detail = service.show_project(project_id)
     assert f"is linked to ServiceTrade job {detail.st_job_number}" in text(linked)
     link = re.search(r'<a href="([^"]+)" class="job-number">#(\d+)</a>', linked.get_data(as_text=True))
     assert link and link.group(2) == str(detail.st_job_number)
     assert link.group(1).endswith(f"/job/{detail.st_job_id}")
-    again = post(connected, f"/projects/{project_id}/link", {"job_type": "service_call"},
-                 token_from=f"/projects/{project_id}")
+    again = post(
+        connected,
+        f"/projects/{project_id}/link",
+        {"job_type": "service_call"},
+        token_from=f"/projects/{project_id}",
+    )
     assert "was already linked" in text(again)
 
 
@@ -177,43 +246,69 @@ def test_technicians_page_names_each_problem(connected: FlaskClient) -> None:
     assert page.count("no employee id") >= 2
 
 
-def test_rules_are_added_with_cost_codes_by_name_and_removed(connected: FlaskClient, world: dict[str, Any]) -> None:
+def test_rules_are_added_with_cost_codes_by_name_and_removed(
+    connected: FlaskClient, world: dict[str, Any]
+) -> None:
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
     code = world["handles"]["labor_cost_codes"][str(project_id)][1]
     page = connected.get(f"/projects/{project_id}/rules/")
-    label = re.search(rf'<option value="{code["cost_code_id"]}">([^<]+)</option>', page.get_data(as_text=True))
+    label = re.search(
+        rf'<option value="{code["cost_code_id"]}">([^<]+)</option>', page.get_data(as_text=True)
+    )
     assert label, "the cost code is not offered by name"
-    added = post(connected, f"/projects/{project_id}/rules/",
-                 {"cost_code": code["cost_code_id"], "cost_type": code["line_item_type_id"], "activity": "enroute",
-                  "weekdays": "mon-fri", "description": "Travel"}, token_from=f"/projects/{project_id}/rules/")
+    added = post(
+        connected,
+        f"/projects/{project_id}/rules/",
+        {
+            "cost_code": code["cost_code_id"],
+            "cost_type": code["line_item_type_id"],
+            "activity": "enroute",
+            "weekdays": "mon-fri",
+            "description": "Travel",
+        },
+        token_from=f"/projects/{project_id}/rules/",
+    )
     assert f"rule #1 added: {label.group(1)}" in text(added)
     assert "enroute, any technician, mon,tue,wed,thu,fri" in text(added)
-    removed = post(connected, f"/projects/{project_id}/rules/1/remove", {},
-                   token_from=f"/projects/{project_id}/rules/")
+    removed = post(
+        connected, f"/projects/{project_id}/rules/1/remove", {}, token_from=f"/projects/{project_id}/rules/"
+    )
     assert "rule #1 removed" in text(removed) and "No rules yet" in text(removed)
 
 
 def test_a_rule_with_a_cost_code_that_takes_no_labor_is_refused_with_the_choices(
-    connected: FlaskClient, world: dict[str, Any],
+    connected: FlaskClient,
+    world: dict[str, Any],
 ) -> None:
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
     wrong = world["handles"]["unbudgeted_cost_codes"][str(project_id)][0]
-    refused = post(connected, f"/projects/{project_id}/rules/",
-                   {"cost_code": wrong["cost_code_id"], "cost_type": wrong["line_item_type_id"]},
-                   token_from=f"/projects/{project_id}/rules/")
-    assert refused.status_code == 400 and "can't take labor hours (not budgeted on the project)" in text(refused)
+    refused = post(
+        connected,
+        f"/projects/{project_id}/rules/",
+        {"cost_code": wrong["cost_code_id"], "cost_type": wrong["line_item_type_id"]},
+        token_from=f"/projects/{project_id}/rules/",
+    )
+    assert refused.status_code == 400 and "can't take labor hours (not budgeted on the project)" in text(
+        refused
+    )
 
 
 def test_schedules_are_set_paused_resumed_and_removed(connected: FlaskClient, world: dict[str, Any]) -> None:
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
     page = f"/projects/{project_id}/schedules"
-    saved = post(connected, page, {"kind": "weekly", "at": "18:00", "weekday": "fri", "payroll_kind": "weekly",
-                                   "grace_days": 0}, token_from=page)
+    saved = post(
+        connected,
+        page,
+        {"kind": "weekly", "at": "18:00", "weekday": "fri", "payroll_kind": "weekly", "grace_days": 0},
+        token_from=page,
+    )
     assert "weekly schedule set (fri@18:00); next run" in text(saved)
-    assert re.search(r"\d{4}-\d\d-\d\d 18:00 E[SD]T", text(saved)), "the next run is not in the project's local time"
+    assert re.search(r"\d{4}-\d\d-\d\d 18:00 E[SD]T", text(saved)), (
+        "the next run is not in the project's local time"
+    )
     paused = post(connected, f"{page}/weekly/pause", {}, token_from=page)
     assert "weekly schedule paused" in text(paused) and "paused" in text(connected.get("/schedules"))
     resumed = post(connected, f"{page}/weekly/resume", {}, token_from=page)
@@ -226,8 +321,12 @@ def test_a_payroll_schedule_needs_a_valid_time(connected: FlaskClient, world: di
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
     page = f"/projects/{project_id}/schedules"
-    refused = post(connected, page, {"kind": "payroll", "at": "25:99", "weekday": "mon", "payroll_kind": "weekly",
-                                     "grace_days": 1}, token_from=page)
+    refused = post(
+        connected,
+        page,
+        {"kind": "payroll", "at": "25:99", "weekday": "mon", "payroll_kind": "weekly", "grace_days": 1},
+        token_from=page,
+    )
     assert refused.status_code == 400 and "must be a local time as HH:MM" in text(refused)
 
 
@@ -262,15 +361,24 @@ def test_retry_with_nothing_failed_says_so(connected: FlaskClient, world: dict[s
 
 
 def test_a_whole_window_is_queued_and_its_page_follows_the_run(
-    connected: FlaskClient, world: dict[str, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch,
+    connected: FlaskClient,
+    world: dict[str, Any],
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The message must land in the test Redis, not in a broker someone else's worker reads.
     monkeypatch.setattr(celery_app.conf, "broker_url", redis_url)
     celery_app._pool = None
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
-    queued = connected.post(f"/projects/{project_id}/sync", data={
-        "start": "2026-03-02", "end": "2026-03-15", "csrf_token": csrf_token(connected, f"/projects/{project_id}")})
+    queued = connected.post(
+        f"/projects/{project_id}/sync",
+        data={
+            "start": "2026-03-02",
+            "end": "2026-03-15",
+            "csrf_token": csrf_token(connected, f"/projects/{project_id}"),
+        },
+    )
     assert queued.status_code == 302 and re.fullmatch(r"/runs/\d+", queued.location)
     page = connected.get(queued.location)
     html = page.get_data(as_text=True)

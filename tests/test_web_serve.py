@@ -15,8 +15,9 @@ from .conftest import TEST_SECRET_KEY
 def test_serve_runs_gunicorn_on_the_bind_address_and_the_console_answers(db_url: str, redis_url: str) -> None:
     port = processes.free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "STSYNC_SECRET_KEY": TEST_SECRET_KEY}
-    server = processes.Proc("web", [sys.executable, "-c", f"from worker.web.app import serve; "
-                                                          f"serve('127.0.0.1:{port}')"], env).start()
+    server = processes.Proc(
+        "web", [sys.executable, "-c", f"from worker.web.app import serve; serve('127.0.0.1:{port}')"], env
+    ).start()
     try:
         server.wait_for(rf"Listening at: http://127\.0\.0\.1:{port}", timeout=60)
         base = f"http://127.0.0.1:{port}"

@@ -21,8 +21,15 @@ from worker.web.app import create_app
 
 from ..stsync_env import point_at_emulator
 
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 USER = ("office@example.com", "office admin password")
 VIEWPORT = {"width": 1280, "height": 900}
 
@@ -66,16 +73,20 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is not installed: the browser tests drive Debian's Chromium "
-                    "(`make test` runs scripts/system-deps.sh, which installs it)", pytrace=False)
+        pytest.fail(
+            "chromium is not installed: the browser tests drive Debian's Chromium "
+            "(`make test` runs scripts/system-deps.sh, which installs it)",
+            pytrace=False,
+        )
     browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
 
 
 @pytest.fixture
-def console(world: dict[str, Any], emulator: Any, db_url: str, redis_url: str,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Console]:
+def console(
+    world: dict[str, Any], emulator: Any, db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Console]:
     """The console on a free port of 127.0.0.1, with one admin user, until the test ends."""
     point_at_emulator(monkeypatch, emulator)
     users.add_user(*USER, role="admin")
@@ -88,8 +99,11 @@ def console(world: dict[str, Any], emulator: Any, db_url: str, redis_url: str,
 
 
 @pytest.fixture
-def pages(browser: Browser, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          ) -> Iterator[Pages]:
+def pages(
+    browser: Browser,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pages]:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(30_000)

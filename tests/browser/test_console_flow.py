@@ -34,7 +34,8 @@ def connect_both(pages: Pages, console: Console, handles: dict[str, Any]) -> Non
     pages.snap("procore-consent")
     page.get_by_role("button", name="Approve").click()
     expect(page.get_by_role("status")).to_contain_text(
-        f"Procore company {handles['procore_company_id']} connected with a user's refresh token")
+        f"Procore company {handles['procore_company_id']} connected with a user's refresh token"
+    )
     page.get_by_label("ServiceTrade username").fill(handles["st_username"])
     page.get_by_label("ServiceTrade password").fill(handles["st_password"])
     page.get_by_role("button", name="Sign in to ServiceTrade").click()
@@ -50,7 +51,10 @@ def open_project(page: Page, project_id: int) -> None:
 
 
 def test_office_admin_connects_checks_and_links_projects(
-    pages: Pages, console: Console, world: dict[str, Any], emulator: Any,
+    pages: Pages,
+    console: Console,
+    world: dict[str, Any],
+    emulator: Any,
 ) -> None:
     handles = world["handles"]
     page = pages.page
@@ -61,7 +65,8 @@ def test_office_admin_connects_checks_and_links_projects(
     emulator.admin.patch_project(no_zip, zip="")
     open_project(page, no_zip)
     expect(page.locator("ul.blockers")).to_contain_text(
-        "the project has no zip: fill in its zip in Procore's project admin")
+        "the project has no zip: fill in its zip in Procore's project admin"
+    )
     expect(page.get_by_text("No ServiceTrade job was found for this project.")).to_be_visible()
     expect(page.get_by_role("button", name="Sync project to ServiceTrade")).to_be_disabled()
     pages.snap("project-blocked")
@@ -72,6 +77,8 @@ def test_office_admin_connects_checks_and_links_projects(
     page.get_by_role("button", name="Sync project to ServiceTrade").click()
     job = page.locator("a.job-number")
     expect(job).to_have_text(re.compile(r"#\d+"))
-    expect(page.get_by_role("status")).to_contain_text(f"is linked to ServiceTrade job {job.inner_text()[1:]}")
+    expect(page.get_by_role("status")).to_contain_text(
+        f"is linked to ServiceTrade job {job.inner_text()[1:]}"
+    )
     assert re.search(r"/job/\d+$", job.get_attribute("href") or "")
     pages.snap("project-linked")
