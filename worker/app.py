@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from worker.db import dispose_engines, session_scope
 from worker.logging import configure_logging
 
-app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects"])
+app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects", "tasks.webhooks"])
 app.config_from_object("celeryconfig")
 
 

@@ -19,6 +19,7 @@ from worker.logging import configure_logging
 from worker.settings import Settings, get_settings
 from worker.web import auth, connections, events, ops, projects, rules, runs, schedules, technicians, users
 from worker.web.display import FILTERS
+from worker.web.hooks import bp as hooks_bp
 
 SESSION_HOURS = 12
 # A whole-window sync runs on the workers; the manual flow of a few hundred entries runs in the request.
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     CSRFProtect(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.register_blueprint(hooks_bp)
     app.before_request(auth.require_signed_in_user)
     app.context_processor(auth.user_context)
     app.jinja_env.filters.update(FILTERS)
