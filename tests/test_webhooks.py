@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from worker.connections import servicetrade_client
 from worker.db import session_scope
+from worker.dispatch import dispatch_due
 from worker.enums import LedgerStatus, RunStatus, RunTrigger
 from worker.models import Connection, LedgerEntry, LedgerHistory, ProjectLink, SyncRun, WebhookDelivery
 from worker.service import syncing, webhooks
@@ -190,6 +191,23 @@ def test_a_procore_delivery_of_our_own_write_is_stored_ignored_and_never_queued(
     assert hooked["queued"] == []
 
 
+def test_the_hook_secrets_are_not_stored_in_plaintext(hooked: dict[str, Any]) -> None:
+    with session_scope() as s:
+        raw = s.execute(text("SELECT st_hook_token_hash, procore_hook_secret FROM connections")).one()
+    assert raw.st_hook_token_hash == webhooks.token_digest(hooked["token"])
+    assert hooked["secret"] not in raw.procore_hook_secret and hooked["token"] not in str(tuple(raw))
+
+
+def test_deliveries_whose_message_was_lost_are_queued_again(hooked: dict[str, Any]) -> None:
+    waiting = post_st(hooked, st_message(("job", "updated", hooked["job_id"]))).get_json()["delivery_id"]
+    done = post_st(hooked, st_message(("job", "updated", hooked["job_id"]))).get_json()["delivery_id"]
+    webhooks.process_delivery(done)
+    hooked["queued"].clear()
+    now = datetime.now(UTC)
+    assert webhooks.requeue_unprocessed(now) == []  # just received: its message is on its way
+    assert webhooks.requeue_unprocessed(now + timedelta(minutes=3)) == [waiting] == hooked["queued"]
+
+
 # ---------------------------------------------------------------------------- registration and status
 
 
@@ -312,6 +330,9 @@ def test_a_burst_of_1000_deliveries_for_one_project_makes_at_most_two_runs(hooke
     assert len(runs) == 2 and hooked["started"] == [r.id for r in runs]
     assert (runs[0].window_start, runs[0].window_end) == (min(first_half_dates), today)  # widened by each
     assert runs[1].status == RunStatus.deferred
+    due = runs[1].next_attempt_at
+    assert dispatch_due(due - timedelta(seconds=1)) == []  # the dispatcher leaves it alone until it is due
+    assert dispatch_due(due) == [runs[1].id]  # and starts it then, should its own message be lost
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(WebhookDelivery)
                         .where(WebhookDelivery.outcome == "processed")) == 1000

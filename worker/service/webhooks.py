@@ -113,6 +113,17 @@ def enqueue_processing(delivery_id: int) -> None:
     app.send_task("tasks.webhooks.process", kwargs={"delivery_id": delivery_id}, queue="sync")
 
 
+def requeue_unprocessed(now: datetime, *, older_than: timedelta = timedelta(minutes=2)) -> list[int]:
+    """Queue again the deliveries still waiting to be processed a while after they came: their message was lost
+    (the broker was down when they came, or restarted). Processing claims each delivery, so a second message
+    for one does nothing."""
+    with session_scope() as s:
+        ids = store.waiting_since(s, now - older_than)
+    for delivery_id in ids:
+        enqueue_processing(delivery_id)
+    return ids
+
+
 def _enqueued(receipt: Receipt) -> Receipt:
     if receipt.process and receipt.delivery_id is not None:
         try:

@@ -66,6 +66,15 @@ def finish_delivery(
     delivery.processed_at = at
 
 
+def waiting_since(s: Session, before: datetime, *, limit: int = 1000) -> list[int]:
+    """Deliveries received before `before` and still waiting to be processed (not failed ones: their task
+    retries them), oldest first."""
+    return list(s.scalars(select(WebhookDelivery.id)
+                          .where(WebhookDelivery.outcome == WebhookOutcome.received.value,
+                                 WebhookDelivery.received_at < before)
+                          .order_by(WebhookDelivery.id).limit(limit)))
+
+
 def recent_deliveries(s: Session, *, source: str | None = None, limit: int = 50) -> list[WebhookDelivery]:
     """Deliveries, newest first."""
     query = select(WebhookDelivery)
