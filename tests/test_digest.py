@@ -8,20 +8,29 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import partial
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session
 
-from tests import test_metrics
+from tests import helpers, test_metrics
+from tests.helpers import END, START, Stub, first_project, ledger
+from tests.stsync_env import Stsync
 from tests.test_metrics import NOW, add_company, add_project, add_row, add_run
 from worker.enums import LedgerStatus, RunStatus
 from worker.mail import MailError, compose, parse_smtp_url, send_mail
 from worker.models import Connection
 from worker.service.digest import build_digest, digests_due, send_all, send_digest, send_now
+from worker.settings import reset_settings
 
 session = test_metrics.session  # a committing session on the emptied test database, as a fixture
+stub = helpers.stub  # a scripted HTTP server, as a fixture
+# The companies made here have no Procore behind them: their digests show cost codes by id.
+send_due = partial(send_all, look_up_names=False)
+send_by_hand = partial(send_now, look_up_names=False)
 # NOW is 14:00 UTC on Tuesday 3 March 2026: 08:00 in Chicago (CST), after the default 07:00 digest time.
 BEFORE_DIGEST_TIME = datetime(2026, 3, 3, 12, 30, tzinfo=UTC)  # 06:30 in Chicago
 PROCORE_SAID = "Cost code 01-200 is not budgeted on this project"
@@ -95,7 +104,7 @@ def test_the_digest_mail_names_the_skipped_technicians_and_the_failed_entries(
     inbox, smtp_url = smtp
     conn = a_company_with_trouble(session)
 
-    results = send_all(NOW, recipients={conn.id: [PAYROLL, "office@example.com"]}, smtp_url=smtp_url,
+    results = send_due(NOW, recipients={conn.id: [PAYROLL, "office@example.com"]}, smtp_url=smtp_url,
                        redis_url=redis_url)
 
     assert [(r.company_name, r.day, r.sent, r.error) for r in results] == [
@@ -119,6 +128,44 @@ def test_the_digest_mail_names_the_skipped_technicians_and_the_failed_entries(
     html = message.get_body(("html",)).get_content()
     assert html.startswith("<!DOCTYPE html>")
     assert "<td>Bo Diaz</td>" in html and "Cy Moss&#x27;s Procore Employee ID" in html
+
+
+def test_after_a_real_sync_the_digest_names_skipped_technicians_and_cost_codes_as_procore_does(
+        stsync: Stsync, smtp: tuple[Inbox, str]) -> None:
+    inbox, smtp_url = smtp
+    pid = first_project(stsync)
+    assert stsync.sync(pid, START, END)["status"] == "succeeded"
+    posted = ledger(LedgerStatus.posted)
+    zone = ZoneInfo(stsync.world["handles"]["project_zones"][str(pid)])
+    day = posted[0].posted_at.astimezone(zone).date()
+
+    sent = send_now(recipients=[PAYROLL], day=day, smtp_url=smtp_url)
+
+    assert sent.sent, sent.error
+    [(_, _, message)] = inbox.messages
+    text = message.get_body(("plain",)).get_content()
+    skipped = {r.technician_name for r in ledger(LedgerStatus.skipped)
+               if r.reason in ("no_employee_id", "invalid_employee_id")}
+    assert skipped and all(f"\n  {name}: " in text for name in skipped)
+    project = next(p for p in stsync.world["procore"]["projects"] if p["id"] == pid)
+    code = next(c for c in project["cost_codes"] if c["id"] == stsync.labor(pid)["cost_code_id"])
+    hours = sum(r.hours for r in posted)
+    assert (f"{project['name']}, {code['full_code']} {code['name']}: {hours:.2f} h in {len(posted)} entries"
+            in text)
+
+
+def test_a_digest_goes_out_with_cost_code_ids_when_procore_cannot_be_read(
+        session: Session, smtp: tuple[Inbox, str], stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox, smtp_url = smtp
+    a_company_with_trouble(session)
+    stub.answer(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+    monkeypatch.setenv("PROCORE_API_URL", stub.url)
+    monkeypatch.setenv("PROCORE_LOGIN_URL", stub.url)
+    reset_settings()
+    sent = send_now(recipients=[PAYROLL], now=NOW, smtp_url=smtp_url)
+    assert sent.sent, sent.error
+    assert [r["path"] for r in stub.received] == ["/oauth/token"]  # refused once, not tried again
+    assert "North Tower, cost code 10: 4.00 h in 2 entries" in inbox.messages[0][2].get_body(("plain",)).get_content()
 
 
 def test_posted_hours_are_those_of_the_companys_yesterday_per_project_and_cost_code(session: Session) -> None:
@@ -153,12 +200,13 @@ def test_a_digest_sent_by_hand_goes_out_at_once_and_the_scheduled_one_still_does
         session: Session, redis_url: str, smtp: tuple[Inbox, str]) -> None:
     inbox, smtp_url = smtp
     conn = a_company_with_trouble(session)
-    sent = send_now(company_id=test_metrics.COMPANY, recipients=[PAYROLL], now=BEFORE_DIGEST_TIME, smtp_url=smtp_url)
+    sent = send_by_hand(company_id=test_metrics.COMPANY, recipients=[PAYROLL], now=BEFORE_DIGEST_TIME,
+                        smtp_url=smtp_url)
     assert sent.sent and sent.day == date(2026, 3, 2)
     assert [rcpt for _, rcpt, _ in inbox.messages] == [[PAYROLL]]
-    assert [r.sent for r in send_all(NOW, recipients={conn.id: [PAYROLL]}, smtp_url=smtp_url,
+    assert [r.sent for r in send_due(NOW, recipients={conn.id: [PAYROLL]}, smtp_url=smtp_url,
                                      redis_url=redis_url)] == [True]
-    assert send_now(conn.id, now=NOW, smtp_url=smtp_url).error == (
+    assert send_by_hand(conn.id, now=NOW, smtp_url=smtp_url).error == (
         "the company has no digest recipients: say whom to send it to")
 
 
@@ -170,10 +218,10 @@ def test_each_digest_goes_out_once_a_day_after_the_companys_digest_time(
     client = redis.Redis.from_url(redis_url)
 
     assert digests_due(BEFORE_DIGEST_TIME, client) == []
-    assert send_all(BEFORE_DIGEST_TIME, recipients=to, smtp_url=smtp_url, redis_url=redis_url) == []
-    assert [r.sent for r in send_all(NOW, recipients=to, smtp_url=smtp_url, redis_url=redis_url)] == [True]
-    assert send_all(NOW + timedelta(hours=3), recipients=to, smtp_url=smtp_url, redis_url=redis_url) == []
-    tomorrow = send_all(NOW + timedelta(days=1), recipients=to, smtp_url=smtp_url, redis_url=redis_url)
+    assert send_due(BEFORE_DIGEST_TIME, recipients=to, smtp_url=smtp_url, redis_url=redis_url) == []
+    assert [r.sent for r in send_due(NOW, recipients=to, smtp_url=smtp_url, redis_url=redis_url)] == [True]
+    assert send_due(NOW + timedelta(hours=3), recipients=to, smtp_url=smtp_url, redis_url=redis_url) == []
+    tomorrow = send_due(NOW + timedelta(days=1), recipients=to, smtp_url=smtp_url, redis_url=redis_url)
     assert [(r.day, r.sent) for r in tomorrow] == [(date(2026, 3, 3), True)]
     assert len(inbox.messages) == 2
 
@@ -183,9 +231,9 @@ def test_a_digest_that_could_not_be_sent_is_tried_again_by_the_next_call(
     inbox, smtp_url = smtp
     conn = a_company_with_trouble(session)
     to = {conn.id: [PAYROLL]}
-    [failed] = send_all(NOW, recipients=to, smtp_url=f"smtp://127.0.0.1:{free_port()}", redis_url=redis_url)
+    [failed] = send_due(NOW, recipients=to, smtp_url=f"smtp://127.0.0.1:{free_port()}", redis_url=redis_url)
     assert not failed.sent and "Connection refused" in (failed.error or "")
-    [again] = send_all(NOW + timedelta(minutes=5), recipients=to, smtp_url=smtp_url, redis_url=redis_url)
+    [again] = send_due(NOW + timedelta(minutes=5), recipients=to, smtp_url=smtp_url, redis_url=redis_url)
     assert again.sent and len(inbox.messages) == 1
 
 
@@ -193,14 +241,14 @@ def test_a_company_without_recipients_is_not_mailed_and_stays_due(
         session: Session, redis_url: str, smtp: tuple[Inbox, str]) -> None:
     inbox, smtp_url = smtp
     conn = a_company_with_trouble(session)
-    [result] = send_all(NOW, smtp_url=smtp_url, redis_url=redis_url)
+    [result] = send_due(NOW, smtp_url=smtp_url, redis_url=redis_url)
     assert result.recipients == () and not result.sent and result.error is None and inbox.messages == []
     assert [due.connection_id for due in digests_due(NOW, redis.Redis.from_url(redis_url))] == [conn.id]
 
 
 def test_without_smtp_url_a_due_digest_says_how_to_set_it(session: Session, redis_url: str) -> None:
     conn = a_company_with_trouble(session)
-    [result] = send_all(NOW, recipients={conn.id: [PAYROLL]}, redis_url=redis_url)
+    [result] = send_due(NOW, recipients={conn.id: [PAYROLL]}, redis_url=redis_url)
     assert not result.sent and result.error.startswith("SMTP_URL is not set")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -20,19 +20,22 @@ import redis
 import structlog
 from sqlalchemy.orm import Session
 
+from worker.connections import procore_client
 from worker.db import session_scope
 from worker.enums import LedgerStatus, SkipReason
 from worker.health import REDIS_TIMEOUT_S, health_redis_url
 from worker.mail import MailError, compose, send_mail
 from worker.models import Connection
+from worker.projects import cost_code_label
 from worker.settings import get_settings
 from worker.store import reports
 from worker.store.connections import get_connection
-from worker.store.reports import PostedHours, ProblemEntry, ProjectSync, SkippedTechnician
+from worker.store.reports import ProblemEntry, ProjectSync, SkippedTechnician
 
 log = structlog.get_logger("stsync.digest")
 
 STALE_AFTER = timedelta(days=1)
+NAMES_TIMEOUT_S = 10.0  # per Procore call for cost code names
 # Lines per section in the text and HTML; the counts above them stay whole.
 SHOWN_PER_SECTION = 100
 # "Sent" marks live in Redis for a few days: long enough that no restart sends a day twice.
@@ -60,6 +63,7 @@ class PostedLine:
     """Hours posted to one project and cost code on the digest's day."""
 
     project: str
+    project_id: int
     cost_code_id: int | None
     cost_code: str  # its label when a name is known, else `cost code <id>`
     entries: int
@@ -136,26 +140,55 @@ class DueDigest:
 
 def build_digest(
     connection_id: int | None = None, *, company_id: int | None = None, day: date | None = None,
-    now: datetime | None = None, cost_code_names: Mapping[int, str] | None = None, database_url: str | None = None,
+    now: datetime | None = None, cost_code_names: Mapping[int, str] | None = None, look_up_names: bool = False,
+    database_url: str | None = None,
 ) -> Digest:
     """The digest of one connection, chosen by its id or its Procore company id (the only one when neither is
     given). `day` is the day whose posted hours it lists (default: yesterday in the company's zone); the problems
-    are those standing at `now`. `cost_code_names` gives cost code labels by id, where the caller knows them
-    (the ledger keeps only the id)."""
+    are those standing at `now`. The ledger keeps cost code ids only: `cost_code_names` gives labels the caller
+    knows, and `look_up_names` reads the rest from Procore (what it cannot read shows as the id)."""
     now = now or datetime.now(UTC)
     with session_scope(database_url) as s:
         conn = _connection(s, connection_id, company_id)
-        return _build(s, conn, day=day, now=now, cost_code_names=cost_code_names or {})
+        digest = _build(s, conn, day=day, now=now)
+        names = dict(cost_code_names or {})
+        if look_up_names:
+            names = {**procore_cost_code_names(conn, {line.project_id for line in digest.posted}), **names}
+    return replace(digest, posted=tuple(replace(line, cost_code=_cost_code_text(line.cost_code_id, names))
+                                        for line in digest.posted))
+
+
+def procore_cost_code_names(conn: Connection, project_ids: Iterable[int]) -> dict[int, str]:
+    """Labels of the projects' cost codes as Procore names them (`01-100 General Conditions Labor`). Names are a
+    nicety: on the first project whose cost codes cannot be read the rest are not tried (a Procore that does not
+    answer would only make the digest late), and the digest shows ids."""
+    if conn.procore_needs_reauth:
+        log.warning("digest.cost_code_names_unread", company=conn.procore_company_id,
+                    error=f"the connection must be re-authorised: {conn.procore_needs_reauth}")
+        return {}
+    settings = get_settings()
+    procore = procore_client(conn, settings.model_copy(update={"http_timeout_s": NAMES_TIMEOUT_S}))
+    names: dict[int, str] = {}
+    for project_id in sorted(project_ids):
+        try:
+            names.update({int(code["id"]): cost_code_label(code) for code in procore.cost_codes(project_id)})
+        except Exception as exc:  # noqa: BLE001 - whatever Procore does, the digest goes out
+            log.warning("digest.cost_code_names_unread", company=conn.procore_company_id, project_id=project_id,
+                        error=f"{type(exc).__name__}: {exc}")
+            break
+    return names
 
 
 def send_now(
     connection_id: int | None = None, *, company_id: int | None = None, recipients: Sequence[str] | None = None,
-    day: date | None = None, now: datetime | None = None, smtp_url: str | None = None,
+    day: date | None = None, now: datetime | None = None, smtp_url: str | None = None, look_up_names: bool = True,
     database_url: str | None = None,
 ) -> DigestSent:
     """Mail one company's digest at once, whatever the time (`stsync digest --send`), to `recipients` or the
-    connection's own. It does not count as the day's digest: the scheduled one still goes out."""
-    digest = build_digest(connection_id, company_id=company_id, day=day, now=now, database_url=database_url)
+    connection's own; cost codes by their Procore names unless `look_up_names` is off. It does not count as the
+    day's digest: the scheduled one still goes out."""
+    digest = build_digest(connection_id, company_id=company_id, day=day, now=now, look_up_names=look_up_names,
+                          database_url=database_url)
     to = tuple(recipients) if recipients else _recipients_of(digest.connection_id, None, database_url)
     url = _smtp_url(smtp_url)
     if not to:
@@ -196,12 +229,13 @@ def digests_due(now: datetime, client: redis.Redis, *, database_url: str | None 
 
 def send_all(
     now: datetime | None = None, *, recipients: Mapping[int, Sequence[str]] | None = None,
-    smtp_url: str | None = None, redis_url: str | None = None, database_url: str | None = None,
+    smtp_url: str | None = None, redis_url: str | None = None, look_up_names: bool = True,
+    database_url: str | None = None,
 ) -> list[DigestSent]:
-    """Send each company's digest that is due, once a day. `recipients` (by connection id) stands in for the
-    connection's stored recipients. A digest is marked sent in Redis before it is sent (so two beats never send it
-    twice) and unmarked when sending fails, so the next call tries again; one company's failure does not stop the
-    others."""
+    """Send each company's digest that is due, once a day, with cost codes by their Procore names unless
+    `look_up_names` is off. `recipients` (by connection id) stands in for the connection's stored recipients.
+    A digest is marked sent in Redis before it is sent (so two beats never send it twice) and unmarked when
+    sending fails, so the next call tries again; one company's failure does not stop the others."""
     now = now or datetime.now(UTC)
     url = _smtp_url(smtp_url)
     client = redis.Redis.from_url(redis_url or health_redis_url(get_settings()), socket_timeout=REDIS_TIMEOUT_S,
@@ -214,7 +248,8 @@ def send_all(
                 log.info("digest.no_recipients", company=due.company_name, day=str(due.day))
                 results.append(DigestSent(due.connection_id, due.company_name, due.day, ()))
                 continue
-            digest = build_digest(due.connection_id, day=due.day, now=now, database_url=database_url)
+            digest = build_digest(due.connection_id, day=due.day, now=now, look_up_names=look_up_names,
+                                  database_url=database_url)
             results.append(_send_once(client, digest, to, url))
         return results
 
@@ -265,8 +300,7 @@ def _connection(s: Session, connection_id: int | None, company_id: int | None = 
     return found[0]
 
 
-def _build(s: Session, conn: Connection, *, day: date | None, now: datetime,
-           cost_code_names: Mapping[int, str]) -> Digest:
+def _build(s: Session, conn: Connection, *, day: date | None, now: datetime) -> Digest:
     projects = reports.project_syncs(s, conn.id)
     zone_name = reports.digest_time_zone(conn, projects)
     zone = ZoneInfo(zone_name)
@@ -280,7 +314,8 @@ def _build(s: Session, conn: Connection, *, day: date | None, now: datetime,
         failed=tuple(reports.problem_entries(s, conn.id, LedgerStatus.failed)),
         needs_review=tuple(reports.problem_entries(s, conn.id, LedgerStatus.needs_review)),
         stale_projects=tuple(stale_projects(projects, now)),
-        posted=tuple(_posted_line(p, cost_code_names) for p in reports.posted_hours(s, conn.id, start, end)),
+        posted=tuple(PostedLine(p.project, p.project_id, p.cost_code_id, _cost_code_text(p.cost_code_id, {}),
+                                p.entries, p.hours) for p in reports.posted_hours(s, conn.id, start, end)),
     )
 
 
@@ -291,12 +326,7 @@ def stale_projects(projects: Iterable[ProjectSync], now: datetime) -> list[Stale
             if p.active and now - p.counted_from > STALE_AFTER]
 
 
-def _posted_line(posted: PostedHours, names: Mapping[int, str]) -> PostedLine:
-    return PostedLine(posted.project, posted.cost_code_id, cost_code_label(posted.cost_code_id, names),
-                      posted.entries, posted.hours)
-
-
-def cost_code_label(cost_code_id: int | None, names: Mapping[int, str]) -> str:
+def _cost_code_text(cost_code_id: int | None, names: Mapping[int, str]) -> str:
     if cost_code_id is None:
         return "no cost code"
     return names.get(cost_code_id) or f"cost code {cost_code_id}"

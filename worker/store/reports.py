@@ -84,6 +84,7 @@ class PostedHours:
     """Hours posted to one project and cost code."""
 
     project: str
+    project_id: int
     cost_code_id: int | None
     entries: int
     hours: Decimal
@@ -256,11 +257,13 @@ def problem_entries(s: Session, connection_id: int, status: LedgerStatus) -> lis
 def posted_hours(s: Session, connection_id: int, start: datetime, end: datetime) -> list[PostedHours]:
     """Hours of the entries posted in [start, end) that are still posted, per project and cost code."""
     rows = s.execute(
-        select(ProjectLink.name, LedgerEntry.cost_code_id, func.count(), func.coalesce(func.sum(LedgerEntry.hours), 0))
+        select(ProjectLink.name, ProjectLink.procore_project_id, LedgerEntry.cost_code_id, func.count(),
+               func.coalesce(func.sum(LedgerEntry.hours), 0))
         .join(ProjectLink, ProjectLink.id == LedgerEntry.project_link_id)
         .where(LedgerEntry.connection_id == connection_id, LedgerEntry.status == LedgerStatus.posted,
                LedgerEntry.posted_at >= start, LedgerEntry.posted_at < end)
-        .group_by(ProjectLink.name, LedgerEntry.cost_code_id)
-        .order_by(ProjectLink.name, LedgerEntry.cost_code_id)
+        .group_by(ProjectLink.name, ProjectLink.procore_project_id, LedgerEntry.cost_code_id)
+        .order_by(ProjectLink.name, ProjectLink.procore_project_id, LedgerEntry.cost_code_id)
     )
-    return [PostedHours(project, cost_code_id, n, Decimal(hours)) for project, cost_code_id, n, hours in rows]
+    return [PostedHours(project, project_id, cost_code_id, n, Decimal(hours))
+            for project, project_id, cost_code_id, n, hours in rows]
