@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from functools import partial
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,6 +26,7 @@ from worker.mail import MailError, compose, parse_smtp_url, send_mail
 from worker.models import Connection
 from worker.service.digest import build_digest, digests_due, send_all, send_digest, send_now
 from worker.settings import reset_settings
+from worker.store import reports
 
 session = test_metrics.session  # a committing session on the emptied test database, as a fixture
 stub = helpers.stub  # a scripted HTTP server, as a fixture
@@ -261,6 +263,20 @@ def test_a_password_is_never_sent_to_a_server_without_tls(smtp: tuple[Inbox, str
     with pytest.raises(MailError, match="offers no STARTTLS") as refused:
         send_digest(digest, [PAYROLL], with_login)
     assert "s3cret" not in str(refused.value) and inbox.messages == []
+
+
+def test_the_connections_digest_columns_are_read_once_they_exist() -> None:
+    # The columns come with a later migration; the readers take them from any object that has them.
+    stored = SimpleNamespace(procore_company_id=7, procore_company_name="Summit Builders Inc.",
+                             digest_recipients=" payroll@example.com, ,office@example.com ",
+                             digest_local_time=time(6, 30), digest_time_zone="America/Denver")
+    assert reports.digest_recipients(stored) == [PAYROLL, "office@example.com"]
+    assert reports.digest_local_time(stored) == time(6, 30)
+    assert reports.digest_time_zone(stored, []) == "America/Denver"
+    assert reports.company_name(stored) == "Summit Builders Inc."
+    bare = SimpleNamespace(procore_company_id=7)
+    assert reports.digest_recipients(bare) == [] and reports.digest_local_time(bare) == time(7, 0)
+    assert reports.company_name(bare) == "Procore company 7"
 
 
 def test_smtp_urls_name_server_port_tls_and_decoded_login() -> None:
