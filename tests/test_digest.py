@@ -24,7 +24,7 @@ from tests.test_metrics import NOW, add_company, add_project, add_row, add_run
 from worker.enums import LedgerStatus, RunStatus
 from worker.mail import MailError, compose, parse_smtp_url, send_mail
 from worker.models import Connection
-from worker.service.digest import build_digest, digests_due, send_all, send_digest, send_now
+from worker.service.digest import build_digest, company_digests, digests_due, send_all, send_digest, send_now
 from worker.settings import reset_settings
 from worker.store import reports
 
@@ -180,6 +180,14 @@ def test_posted_hours_are_those_of_the_companys_yesterday_per_project_and_cost_c
     assert "North Tower, cost code 11: 2.00 h in 1 entry" in digest.as_text()
     earlier = build_digest(conn.id, day=date(2026, 3, 1), now=NOW)
     assert [(p.cost_code, p.entries) for p in earlier.posted] == [("cost code 10", 1)]
+
+
+def test_the_home_page_gets_every_companys_digest(session: Session) -> None:
+    a_company_with_trouble(session)
+    add_company(session, company_id=777)
+    session.commit()
+    digests = company_digests(now=NOW)
+    assert [(d.company_id, d.has_problems) for d in digests] == [(777, False), (test_metrics.COMPANY, True)]
 
 
 def test_a_company_with_nothing_wrong_is_told_so(session: Session) -> None:

@@ -158,6 +158,13 @@ def build_digest(
                                         for line in digest.posted))
 
 
+def company_digests(*, now: datetime | None = None, database_url: str | None = None) -> list[Digest]:
+    """Every connected company's digest, by company id (the console's home page); cost codes by id."""
+    with session_scope(database_url) as s:
+        ids = [conn.id for conn in reports.digest_connections(s)]
+    return [build_digest(connection_id, now=now, database_url=database_url) for connection_id in ids]
+
+
 def procore_cost_code_names(conn: Connection, project_ids: Iterable[int]) -> dict[int, str]:
     """Labels of the projects' cost codes as Procore names them (`01-100 General Conditions Labor`). Names are a
     nicety: on the first project whose cost codes cannot be read the rest are not tried (a Procore that does not
