@@ -168,3 +168,23 @@ def test_with_deliveries_dropped_the_next_ordinary_run_still_makes_procore_exact
     live["stsync"].sync(live["pid"], today, today)
     assert entry_of(emulator, live["pid"], clock_in["id"]) is not None
     assert_exactly_once(emulator, live["pid"])
+
+
+def test_a_burst_of_job_changes_on_two_worker_processes_makes_at_most_two_runs(live: dict[str, Any],
+                                                                              emulator: Any) -> None:
+    with session_scope() as s:
+        job_id = s.scalars(select(ProjectLink.st_job_id).where(ProjectLink.procore_project_id == live["pid"])).one()
+    before = len(runs())
+    for n in range(200):  # each change is one message (sent twice), processed by whichever worker takes it
+        emulator.admin.patch_job(job_id, description=f"site note {n}")
+
+    def all_processed() -> list[WebhookDelivery] | None:
+        stored = stored_deliveries("servicetrade")
+        return stored if len(stored) >= 200 and {d.outcome for d in stored} == {"processed"} else None
+
+    assert len(wait(all_processed, 120, "every delivery to be processed")) == 200
+    made = runs()[before:]
+    assert 1 <= len(made) <= 2 and {r.trigger for r in made} == {RunTrigger.webhook}
+    print(f"200 job changes made {len(made)} run(s)")
+    wait(lambda: all(r.finished_at for r in runs()[before:]), 120, "the webhook runs to finish")
+    assert_exactly_once(emulator, live["pid"])
