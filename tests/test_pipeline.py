@@ -13,10 +13,8 @@ from worker.db import session_scope
 from worker.enums import LedgerStatus
 from worker.models import ClockEvent, LedgerEntry
 
-from .helpers import assert_exactly_once, first_project, ledger, live_entries, source_key_of
+from .helpers import END, START, assert_exactly_once, first_project, ledger, live_entries, source_key_of
 from .stsync_env import write_calls
-
-START, END = date(2026, 3, 2), date(2026, 3, 15)
 
 
 def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -> None:  # noqa: ANN001
@@ -121,8 +119,15 @@ def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monke
         return original(self, entries)
 
     monkeypatch.setattr(ProcoreClient, "bulk_create_entries", corrupt_one)
-    report = stsync.sync(pid, START, END)
+    report = stsync.sync(pid, START, END, ok=False)
     assert corrupted, "the world must have at least 100 entries for one project"
+    assert report["status"] == "completed_with_problems"
+    assert "still failed: 1" in report["message"]
+    monkeypatch.undo()
+    # The next run of the window still says what is wrong, by name, and still exits non-zero.
+    again = stsync.sync(pid, START, END, ok=False)
+    assert again["status"] == "completed_with_problems" and "still failed: 1" in again["message"]
+    assert again["report"]["posted"] == 0
     failed = ledger(status=LedgerStatus.failed)
     assert [r.source_key for r in failed] == corrupted
     assert failed[0].reason == "procore_rejected"
@@ -146,8 +151,10 @@ def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  #
                                     eventTime=int((approved.actual_end + timedelta(minutes=31)).timestamp()))
     before = {e["id"]: e for e in emulator.admin.procore_entries()}
 
-    report = stsync.sync(pid, START, END)["report"]
+    result = stsync.sync(pid, START, END, ok=False)
+    report = result["report"]
     assert report["updated"] >= 1 and report["deleted"] >= 1 and report["needs_review"] >= 1
+    assert result["status"] == "completed_with_problems" and "still needs review: 1" in result["message"]
 
     after = {e["id"]: e for e in emulator.admin.procore_entries()}
     with session_scope() as s:
@@ -203,7 +210,7 @@ def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> No
     row = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)[0]
     emulator.admin.approve_entry(row.procore_entry_id)
     emulator.admin.delete_clock_event(row.clock_in_event_id)
-    stsync.sync(pid, START, END)
+    assert stsync.sync(pid, START, END, ok=False)["status"] == "completed_with_problems"
     with session_scope() as s:
         assert s.get(LedgerEntry, row.id).status == LedgerStatus.needs_review
     assert not {e["id"]: e for e in emulator.admin.procore_entries()}[row.procore_entry_id].get("deleted_at")

@@ -147,7 +147,9 @@ def test_a_rule_that_became_invalid_makes_intervals_unmapped_not_wrong_posts(sts
     stsync.add_default_rule(pid)
     emulator.admin.patch_cost_code(stsync.labor(pid)["cost_code_id"], budgeted=False)
     emulator.admin.reset_requests()
-    report = stsync.sync(pid, START, END)["report"]
+    result = stsync.sync(pid, START, END, ok=False)
+    assert result["status"] == "completed_with_problems" and "still skipped" in result["message"]
+    report = result["report"]
     assert report["posted"] == 0 and report["skipped"]["unmapped"] > 0
     unmapped = [r for r in ledger(status=LedgerStatus.skipped) if r.reason == "unmapped"]
     assert "not a budgeted Labor cost code" in unmapped[0].detail

@@ -18,8 +18,8 @@ from worker.db import session_scope
 from worker.enums import LedgerStatus
 from worker.models import Connection, LedgerEntry, SyncRun
 
+from .helpers import END, START, assert_exactly_once, first_project, ledger
 from .stsync_env import write_calls
-from .test_pipeline import END, START, assert_exactly_once, first_project, ledger
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,7 +140,9 @@ def test_malformed_clock_events_are_named_and_the_rest_of_the_batch_posts(stsync
         yield from events[:5]  # a page that repeats
 
     monkeypatch.setattr(ServiceTradeClient, "clock_events", with_garbage)
-    report = stsync.sync(pid, START, END)["report"]
+    result = stsync.sync(pid, START, END, ok=False)
+    assert result["status"] == "completed_with_problems" and "malformed clock event" in result["message"]
+    report = result["report"]
     assert report["posted"] > 0
     assert report["malformed_events"] == 5
     problems = report["malformed"]
@@ -186,7 +188,7 @@ def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alon
         return original(self, entries)
 
     monkeypatch.setattr(ProcoreClient, "bulk_create_entries", odd_422)
-    report = stsync.sync(pid, START, END)["report"]
+    report = stsync.sync(pid, START, END, ok=False)["report"]
     failed = ledger(status=LedgerStatus.failed)
     assert [f"stsync:1|{r.source_key}|{r.content_hash}" for r in failed] == poison
     assert "something is wrong" in failed[0].detail

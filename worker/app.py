@@ -3,15 +3,12 @@ context of every task (task_id, run_id, project_id) bound for its duration."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import structlog
 from celery import Celery, Task, signals
-from sqlalchemy.orm import Session
 
-from worker.db import dispose_engines, session_scope
+from worker.db import dispose_engines
 from worker.logging import configure_logging
 
 app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects", "tasks.webhooks"])
@@ -19,7 +16,7 @@ app.config_from_object("celeryconfig")
 
 
 class StsyncTask(Task):
-    """Base of every stsync task: owns the log context and hands out units of work."""
+    """Base of every stsync task: owns the log context (task_id, task_name, run_id and project_id)."""
 
     abstract = True
 
@@ -30,11 +27,6 @@ class StsyncTask(Task):
                 context[key] = kwargs[key]
         with structlog.contextvars.bound_contextvars(**context):
             return super().__call__(*args, **kwargs)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with session_scope() as s:
-            yield s
 
 
 app.Task = StsyncTask  # type: ignore[misc]

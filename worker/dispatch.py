@@ -86,11 +86,16 @@ def _due_deferred(s: Session, now: datetime) -> list[int]:
 
 
 def _stranded(s: Session, now: datetime) -> list[int]:
-    limit = timedelta(seconds=get_settings().sync_hard_time_limit_s + 60)
+    """Runs whose worker died (their lease ran out: no heartbeat for LEASE_TTL_S) go back to the queue, up to
+    MAX_RUN_ATTEMPTS, then end `failed` saying so; queued runs whose message was lost are sent again. The next
+    attempt reconciles whatever the dead run had claimed before anything is sent again."""
+    settings = get_settings()
+    lease = timedelta(seconds=settings.lease_ttl_s)
     runs = s.scalars(
         select(SyncRun)
         .where(
-            ((SyncRun.status == RunStatus.running) & (SyncRun.started_at < now - limit))
+            ((SyncRun.status == RunStatus.running)
+             & (func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at) < now - lease))
             | (
                 (SyncRun.status == RunStatus.queued)
                 & (func.coalesce(SyncRun.enqueued_at, SyncRun.created_at) < now - REQUEUE_AFTER)
@@ -98,11 +103,20 @@ def _stranded(s: Session, now: datetime) -> list[int]:
         )
         .with_for_update(skip_locked=True)
     ).all()
+    again = []
     for run in runs:
         if run.status == RunStatus.running:
+            if run.attempts >= settings.max_run_attempts:
+                run.status, run.finished_at = RunStatus.failed, now
+                run.error = (f"gave up after {run.attempts} attempts: each time the worker running it stopped "
+                             "before it finished (its lease ran out); see the worker's log")
+                log.error("dispatch.run_abandoned", run_id=run.id, attempts=run.attempts)
+                continue
             run.status = RunStatus.queued
-            run.error = "recovered: the worker running it stopped before it finished"
-    return _enqueued(runs, now)
+            run.error = "recovered: the worker running it stopped before it finished (its lease ran out)"
+            log.warning("dispatch.run_recovered", run_id=run.id, attempts=run.attempts)
+        again.append(run)
+    return _enqueued(again, now)
 
 
 def _enqueued(runs: list[SyncRun], now: datetime) -> list[int]:

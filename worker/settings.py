@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     web_secure_cookies: bool = Field(default=False, description="session cookies only over HTTPS")
     lease_ttl_s: int = Field(default=90, gt=0, description="a run lease expires this long after its last heartbeat")
     lease_heartbeat_s: int = Field(default=20, gt=0, description="how often a running sync renews its lease")
+    max_run_attempts: int = Field(default=3, gt=0, description="a run whose worker died is tried this often")
     webhook_max_body_bytes: int = Field(default=1_000_000, gt=0)
     webhook_debounce_s: int = Field(
         default=20, ge=0, description="webhooks for one project within this many seconds make one sync"

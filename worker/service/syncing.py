@@ -15,6 +15,7 @@ from worker.inputs import InvalidArgument, id_list, parse_day, parse_window, pos
 from worker.models import ProjectLink
 from worker.settings import get_settings
 from worker.store import ledger as ledger_store
+from worker.store import schedules as schedule_store
 from worker.store import sync_runs as run_store
 from worker.store.links import find_link
 from worker.sync.pipeline import Progress, Selection
@@ -93,7 +94,7 @@ def sync_payroll_period(
     start_day = parse_day(period_start, "period_start")
     with session_scope() as s:
         link = find_link(s, positive_id(project_id, "project_id"))
-        schedule = run_store.schedule_of_kind(s, link.id, ScheduleKind.payroll)
+        schedule = schedule_store.schedule_of_kind(s, link.id, ScheduleKind.payroll)
         kind, anchor = (schedule.payroll_kind, schedule.anchor_date) if schedule is not None else (None, None)
 
     def payroll_window(link: ProjectLink, today: date) -> Period:

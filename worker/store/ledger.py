@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Integer, String, Text, cast, func, insert,
 from sqlalchemy.orm import Session
 
 from worker.db import insert_many, one_of, update_rows
-from worker.enums import UNRESOLVED_STATUSES, LedgerStatus
+from worker.enums import PROBLEM_STATUSES, UNRESOLVED_STATUSES, LedgerStatus, SkipReason
 from worker.models import LedgerEntry, LedgerHistory, UtcDateTime
 
 # Rows `stsync retry` sends again (failed) or looks up first (unknown, pending); manual rows are left alone.
@@ -249,3 +249,26 @@ def sendable(s: Session, ids: Sequence[int]) -> list[Sendable]:
 def count_status(s: Session, link_id: int, status: LedgerStatus) -> int:
     return s.scalar(select(func.count()).select_from(LedgerEntry).where(
         LedgerEntry.project_link_id == link_id, LedgerEntry.status == status)) or 0
+
+
+def problems(s: Session, link_id: int, start: date, end: date, *, examples: int = 5) -> list[dict[str, Any]]:
+    """What is still wrong in a window's dates: rows failed, unknown, pending, needing review, or skipped as
+    unmapped, grouped by status and reason, with a few named examples in Procore's (or stsync's) words."""
+    wrong = or_(LedgerEntry.status.in_(PROBLEM_STATUSES | UNRESOLVED_STATUSES),
+                (LedgerEntry.status == LedgerStatus.skipped) & (LedgerEntry.reason == SkipReason.unmapped.value))
+    rows = s.execute(
+        select(LedgerEntry.status, LedgerEntry.reason, LedgerEntry.technician_name, LedgerEntry.work_date,
+               LedgerEntry.hours, LedgerEntry.detail)
+        .where(LedgerEntry.project_link_id == link_id, LedgerEntry.work_date >= start, LedgerEntry.work_date <= end,
+               wrong)
+        .order_by(LedgerEntry.status, LedgerEntry.reason, LedgerEntry.work_date, LedgerEntry.technician_name)
+    )
+    groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for status, reason, technician, work_date, hours, detail in rows:
+        group = groups.setdefault((str(status), reason), {"status": str(status), "reason": reason, "count": 0,
+                                                          "examples": []})
+        group["count"] += 1
+        if len(group["examples"]) < examples:
+            group["examples"].append({"technician": technician, "date": work_date.isoformat() if work_date else None,
+                                      "hours": str(hours) if hours is not None else None, "detail": detail})
+    return list(groups.values())

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schedules.periods import Period
 from worker.db import is_unique_violation
-from worker.enums import RunStatus, RunTrigger, ScheduleKind
-from worker.models import ProjectLink, Schedule, SyncRun
+from worker.enums import RunStatus, RunTrigger
+from worker.models import ProjectLink, SyncRun
 
 
 def create_run(
@@ -60,21 +60,40 @@ def new_run(
     return run
 
 
-def claim_run(s: Session, run_id: int, now: datetime, *, stale_after: timedelta) -> bool:
-    """Atomically move a run to `running`. False when another worker has it or it already finished. A run left
-    `running` longer than `stale_after` belongs to a worker that died and may be taken."""
+def claim_run(s: Session, run_id: int, now: datetime, *, lease: timedelta) -> bool:
+    """Atomically move a run to `running`, with a fresh lease. False when another worker has it or it already
+    finished. A `running` run whose lease ran out (no heartbeat for `lease`) belongs to a worker that died and may
+    be taken."""
     result = s.execute(
         update(SyncRun)
         .where(
             SyncRun.id == run_id,
             or_(
                 SyncRun.status.in_([RunStatus.queued, RunStatus.deferred]),
-                (SyncRun.status == RunStatus.running) & (SyncRun.started_at < now - stale_after),
+                (SyncRun.status == RunStatus.running)
+                & (func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at) < now - lease),
             ),
         )
-        .values(status=RunStatus.running, started_at=now, attempts=SyncRun.attempts + 1, error=None)
+        .values(status=RunStatus.running, started_at=now, heartbeat_at=now, attempts=SyncRun.attempts + 1,
+                error=None)
     )
     return result.rowcount == 1
+
+
+def renew_lease(s: Session, run_id: int, now: datetime) -> bool:
+    """The running run's heartbeat; False once the run is no longer running (taken over, or finished)."""
+    result = s.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == RunStatus.running)
+                       .values(heartbeat_at=now))
+    return result.rowcount == 1
+
+
+def live_runs(s: Session, run_ids: set[int], now: datetime, *, lease: timedelta) -> set[int]:
+    """Which of these runs may still be working: running, with a lease that has not run out."""
+    if not run_ids:
+        return set()
+    return set(s.scalars(select(SyncRun.id).where(
+        SyncRun.id.in_(sorted(run_ids)), SyncRun.status == RunStatus.running,
+        func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at) >= now - lease)))
 
 
 def finish_run(
@@ -90,10 +109,6 @@ def finish_run(
     run.next_attempt_at = next_attempt_at
     if counts is not None:
         run.counts = counts
-
-
-def schedule_of_kind(s: Session, link_id: int, kind: ScheduleKind) -> Schedule | None:
-    return s.scalars(select(Schedule).where(Schedule.project_link_id == link_id, Schedule.kind == kind)).first()
 
 
 def recent_runs(s: Session, *, link_id: int | None = None, limit: int = 50) -> list[tuple[SyncRun, ProjectLink]]:

@@ -17,12 +17,13 @@ from schedules.nextrun import local_to_utc
 from schedules.periods import Period
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
-from worker.db import HeldLock, get_engine, project_lock, session_scope
-from worker.enums import LedgerStatus, SkipReason
+from worker.db import HeldLock, ProjectBusy, get_engine, project_lock, session_scope
+from worker.enums import UNRESOLVED_STATUSES, LedgerStatus, SkipReason
 from worker.models import CostCodeRule, ProjectLink
 from worker.projects import cost_code_label
 from worker.settings import get_settings
 from worker.store import ledger as ledger_store
+from worker.store import sync_runs as run_store
 from worker.store.ledger import LedgerRow
 from worker.store.technicians import store_technicians
 from worker.store.text import clean_text
@@ -131,6 +132,7 @@ def run_sync(
 
         rows = ledger_rows()
         if not dry_run:
+            refuse_rows_held_elsewhere(rows, run_id, now, database_url)
             poster = Poster(procore, link.project_id, run_id, now, report, database_url=database_url,
                             chunk_size=chunk_size, progress=progress, guard=lock.check)
             applier = Applier(poster, link_id, link.connection_id, run_id, now, database_url)
@@ -148,15 +150,34 @@ def run_sync(
             report.preview = [preview_row(by_key.get(a.source_key), rows.get(a.source_key), a.kind.value, a.reason,
                                           ctx, labels) for a in actions]
             count_decisions(report, Decisions.of(actions), by_key, window, manual=manual, intended=True)
+            with session_scope(database_url) as s:
+                report.problems = ledger_store.problems(s, link_id, window.start, window.end)
             return report
 
         # Steps 10–11: claim and commit, then POST; reconcile before anything is sent again.
         applier.apply(actions, by_key, rows, window, manual=manual)
 
-        # Step 12: what is still unresolved.
+        # Step 12: what is still wrong in this window, said every time until it is fixed.
         with session_scope(database_url) as s:
             report.unknown = ledger_store.count_status(s, link_id, LedgerStatus.unknown)
+            report.problems = ledger_store.problems(s, link_id, window.start, window.end)
         return report
+
+
+def refuse_rows_held_elsewhere(rows: dict[str, LedgerRow], run_id: int | None, now: datetime,
+                               database_url: str | None) -> None:
+    """Fencing (DESIGN §3 step 1): a row claimed by another run that may still be sending it (its lease has not
+    run out) is never looked up or sent by this one; the run waits for that run to end instead."""
+    others = {r.last_run_id for r in rows.values()
+              if r.status in UNRESOLVED_STATUSES and r.last_run_id is not None and r.last_run_id != run_id}
+    if not others:
+        return
+    with session_scope(database_url) as s:
+        live = run_store.live_runs(s, others, now, lease=timedelta(seconds=get_settings().lease_ttl_s))
+    if live:
+        held = sum(1 for r in rows.values() if r.last_run_id in live and r.status in UNRESOLVED_STATUSES)
+        raise ProjectBusy(f"{held} entries are claimed by run {', '.join(map(str, sorted(live)))}, which may still "
+                          "be sending them; this run waits until that one ends")
 
 
 def snapshot(s: Any, link_id: int) -> LinkSnapshot:

@@ -36,6 +36,8 @@ class RunReport:
     procore_writes: int = 0
     route: str = "bulk"  # how entries were created: "bulk", or "single" where the bulk route was refused
     failures: list[str] = field(default_factory=list)  # each refusal of this run, by source key, in Procore's words
+    # What is still wrong in the window after this run (any run's doing): groups by status and reason, with examples.
+    problems: list[dict[str, Any]] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
     # What a person sees on top of a preview: the rounding rule in words and the choices of the manual flow.
     rounding: str = ""
@@ -52,6 +54,24 @@ class RunReport:
     def problem_skips(self) -> dict[str, int]:
         """Skipped rows a person must fix (a rule, an Employee ID), by reason."""
         return {reason: n for reason, n in self.skipped.items() if reason in PROBLEM_SKIPS}
+
+    @property
+    def has_problems(self) -> bool:
+        return bool(self.problems or self.failed or self.unknown or self.needs_review or self.malformed_events
+                    or self.skipped.get("unmapped"))
+
+    def problem_lines(self) -> list[str]:
+        """What is still wrong, a line each, for a person: `still failed: 3 (procore_rejected), e.g. ...`."""
+        lines = []
+        for group in self.problems:
+            label = group["status"].replace("_", " ")
+            reason = f" ({group['reason']})" if group["reason"] else ""
+            first = group["examples"][0] if group["examples"] else {}
+            example = (f"; e.g. {first.get('technician')} on {first.get('date')}"
+                       + (f": {first['detail']}" if first.get("detail") else "")) if first else ""
+            lines.append(f"still {label}: {group['count']}{reason}{example}")
+        lines += [f"malformed clock event: {problem}" for problem in self.malformed_events]
+        return lines
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -82,5 +102,7 @@ class RunReport:
             **self.counts(),
             "budget": self.budget_note,
             "malformed": self.malformed_events,
+            "problems": self.problems,
+            "failures": self.failures,
             **({"preview": self.preview} if self.preview else {}),
         }

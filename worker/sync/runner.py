@@ -6,12 +6,12 @@ the same, and a message delivered twice runs once.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules.periods import Period
@@ -64,9 +64,9 @@ def execute_run(
     """Claim a queued run and run it here. From the claim on, every way out records how the run ended: nothing
     leaves a run `running` but a dead process, and the dispatcher finds those."""
     now = now or datetime.now(UTC)
-    stale = timedelta(seconds=get_settings().sync_hard_time_limit_s)
+    settings = get_settings()
     with session_scope(database_url) as s:
-        claimed = run_store.claim_run(s, run_id, now, stale_after=stale)
+        claimed = run_store.claim_run(s, run_id, now, lease=timedelta(seconds=settings.lease_ttl_s))
     if not claimed:
         with session_scope(database_url) as s:
             run = s.get(SyncRun, run_id)
@@ -76,11 +76,40 @@ def execute_run(
         log.info("run.not_claimed", run_id=run_id, status=status.value)
         return RunOutcome(run_id, status, None, f"run {run_id} is {status.value}; nothing to do")
     try:
-        return _execute_claimed(run_id, now=now, database_url=database_url, progress=progress, task_id=task_id)
+        with Heartbeat(run_id, settings.lease_heartbeat_s, database_url):
+            return _execute_claimed(run_id, now=now, database_url=database_url, progress=progress,
+                                    task_id=task_id)
     except BaseException as exc:
         log.exception("run.crashed", run_id=run_id)
         _finish(run_id, RunStatus.failed, None, f"{type(exc).__name__}: {exc}", database_url)
         raise
+
+
+class Heartbeat:
+    """Renews a running run's lease every `every_s` seconds from a thread of its own, so a run busy in a long
+    POST still shows it is alive; a worker that dies stops renewing, and its lease runs out (DESIGN §3 step 1)."""
+
+    def __init__(self, run_id: int, every_s: float, database_url: str | None) -> None:
+        self.run_id, self.every_s, self.database_url = run_id, every_s, database_url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                with session_scope(self.database_url) as s:
+                    if not run_store.renew_lease(s, self.run_id, datetime.now(UTC)):
+                        return
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease is longer than a beat
+                log.warning("run.heartbeat_failed", run_id=self.run_id, error=str(exc))
 
 
 def _execute_claimed(
@@ -119,11 +148,11 @@ def _execute_claimed(
         except (ApiError, LookupError, ValueError, LockLost, SecretKeyMismatch) as exc:
             log.error("run.failed", error=str(exc))
             return _finish(run_id, RunStatus.failed, None, str(exc), database_url)
-        message = None
-        if report.unknown:
-            message = f"{report.unknown} entries have no known outcome yet; the next run looks them up in Procore"
         log.info("run.finished", **{k: v for k, v in report.counts().items() if k != "skipped"})
-        return _finish(run_id, RunStatus.succeeded, report, message, database_url)
+        if report.has_problems:
+            return _finish(run_id, RunStatus.completed_with_problems, report, "; ".join(report.problem_lines()),
+                           database_url)
+        return _finish(run_id, RunStatus.succeeded, report, None, database_url)
 
 
 def servicetrade_client_for(connection_id: int, database_url: str | None) -> tuple[Any, Any]:
@@ -158,24 +187,3 @@ def _selection(raw: dict[str, Any] | None) -> Selection | None:
         cost_code_id=int(raw["cost_code_id"]),
         line_item_type_id=int(raw["line_item_type_id"]),
     )
-
-
-def find_link(s: Session, project_id: int) -> ProjectLink:
-    links = s.scalars(select(ProjectLink).where(ProjectLink.procore_project_id == project_id)).all()
-    if not links:
-        raise LookupError(
-            f"Procore project {project_id} is not linked yet; run `stsync project link {project_id} --job-type TYPE`"
-        )
-    if len(links) > 1:
-        raise LookupError(f"Procore project {project_id} is linked under several connections")
-    return links[0]
-
-
-def parse_day(value: str | date | None, name: str) -> date | None:
-    """A YYYY-MM-DD argument, or a ValueError that names the argument."""
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a date as YYYY-MM-DD, got {value!r}") from exc
