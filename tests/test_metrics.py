@@ -26,8 +26,10 @@ from worker.enums import EntryMode, LedgerStatus, RunStatus, RunTrigger, Schedul
 from worker.health import record_beat_tick
 from worker.metrics import render_metrics
 from worker.models import Connection, LedgerEntry, ProjectLink, Schedule, SyncRun, WebhookDelivery
+from worker.settings import reset_settings
 from worker.store import ledger as ledger_store
 from worker.store import reports
+from worker.web.app import create_app
 
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
 COMPANY = 4242
@@ -187,6 +189,21 @@ def test_the_export_is_exactly_the_contract_names_labels_and_types_and_the_scrap
         name = family.name + ("_total" if family.type == "counter" else "")
         exported[name] = (frozenset(label for s in family.samples for label in s.labels), family.type)
     assert exported == contract
+
+
+def test_the_console_serves_them_at_metrics_to_its_token(
+        session: Session, db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, today = a_run_with_failures(session)
+    monkeypatch.setenv("METRICS_TOKEN", "scrape-me")
+    monkeypatch.setenv("CELERY_BROKER_URL", redis_url)
+    reset_settings()
+    answer = create_app().test_client().get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert answer.status_code == 200
+    metrics = {family.name: family.samples for family in text_string_to_metric_families(answer.get_data(True))}
+    assert values(metrics["stsync_ledger_rows"])[(("reason", ""), ("status", "failed"))] == 2
+    last = values(metrics["stsync_project_last_success_timestamp_seconds"])
+    assert last[(("active", "true"), ("project", "North Tower"), ("project_id", str(NORTH)))] == (
+        today.finished_at.timestamp())
 
 
 def test_a_scheduled_project_that_never_synced_counts_from_when_its_schedule_was_made(
