@@ -34,7 +34,7 @@ from worker.models import Connection, LedgerEntry, ProjectLink, WebhookDelivery,
 from worker.settings import get_settings
 from worker.store import ledger as ledger_store
 from worker.store import webhooks as store
-from worker.store.connections import get_connection
+from worker.store.connections import NoConnection, get_connection
 from worker.sync.identity import matches, parse_origin
 from worker.sync.posting import stored_differently
 
@@ -645,11 +645,12 @@ def status(company_id: int | None = None) -> list[HookStatus]:
     with session_scope() as s:
         conn = get_connection(s, company_id)
         st_id, procore_id = conn.st_webhook_id, conn.procore_hook_id
-        st, procore = servicetrade_client(conn), procore_client(conn)
         seen = {source: (store.last_received(s, source), store.counts_by_outcome(s, source))
                 for source in (SERVICETRADE, PROCORE)}
-    described = {SERVICETRADE: _read_hook(lambda: _servicetrade_hook(st.list_webhooks(), st_id)),
-                 PROCORE: _read_hook(lambda: _procore_hook(procore, procore_id))}
+    described = {
+        SERVICETRADE: _read_hook(lambda: _servicetrade_hook(servicetrade_client(conn).list_webhooks(), st_id)),
+        PROCORE: _read_hook(lambda: _procore_hook(procore_client(conn), procore_id)),
+    }
     statuses = []
     for source, (last, outcomes) in seen.items():
         registered, detail = described[source]
@@ -660,7 +661,7 @@ def status(company_id: int | None = None) -> list[HookStatus]:
 def _read_hook(describe: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
     try:
         return describe()
-    except ApiError as exc:
+    except (ApiError, NoConnection) as exc:
         return False, f"could not be read: {exc}"
 
 
