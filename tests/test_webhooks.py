@@ -294,6 +294,24 @@ def test_a_deleted_clock_event_is_dated_by_the_stored_punch(hooked: dict[str, An
     assert (run.window_start, run.window_end) == (work_date, work_date)
 
 
+def test_an_edit_with_a_changeset_is_dated_without_asking_servicetrade(hooked: dict[str, Any],
+                                                                       emulator: Any) -> None:
+    with session_scope() as s:
+        row = s.scalars(select(LedgerEntry).where(LedgerEntry.status == LedgerStatus.posted)
+                        .order_by(LedgerEntry.work_date)).first()
+        event_id, work_date = row.clock_in_event_id, row.work_date
+    later = work_date + timedelta(days=3)
+    new_time = local_instant(hooked, later, 6)
+    emulator.admin.edit_clock_event(event_id, eventTime=new_time)
+    emulator.admin.reset_requests()
+    message = st_message(("clockevent", "updated", event_id))
+    message["data"][0]["changeset"] = [{"field": "eventTime", "oldValue": 1, "newValue": new_time}]
+    receive_and_process(hooked, message)
+    (run,) = webhook_runs()
+    assert (run.window_start, run.window_end) == (work_date, later)  # where it was, and where it is now
+    assert emulator.admin.requests()["total"] == 0
+
+
 def test_changes_of_unlinked_jobs_and_unknown_punches_are_kept_as_unmatched(hooked: dict[str, Any]) -> None:
     processed = receive_and_process(hooked, st_message(("job", "updated", 99), ("clockevent", "deleted", 98)))
     assert processed.outcome == "unmatched" and webhook_runs() == []

@@ -334,11 +334,15 @@ def _affected_by_clock_events(s: Session, conn: Connection, items: dict[int, dic
     if not items:
         return
     known: set[int] = set()
+    to_read = {e for e, i in items.items() if i.get("action") != "deleted"}
     for event_id, link, at in store.stored_clock_events(s, conn.id, sorted(items)):
         affected.add(link, _local_date(at, link))
         known.add(event_id)
-    current = _current_events(conn, [e for e, i in items.items() if i.get("action") != "deleted"],
-                              _earliest(items.values()))
+        moved_to = _moved_to(items[event_id], at)
+        if moved_to is not None:  # the changeset says where it is now: no need to ask ServiceTrade
+            affected.add(link, _local_date(moved_to, link))
+            to_read.discard(event_id)
+    current = _current_events(conn, sorted(to_read), _earliest(items.values()))
     links = store.links_of_jobs(s, conn.id, sorted({job for job, _ in current.values()}))
     for event_id in sorted(items):
         if event_id in current:
@@ -354,6 +358,21 @@ def _affected_by_clock_events(s: Session, conn: Connection, items: dict[int, dic
         if event_id not in known:
             affected.unmatched.append(f"clock event {event_id} ({items[event_id].get('action')}) is neither stored "
                                       "nor listed by ServiceTrade any more, so its project is unknown")
+
+
+def _moved_to(item: Mapping[str, Any], stored_at: datetime) -> datetime | None:
+    """Where an edit with a changeset left a stored punch on the same job: its new time, or the stored one when
+    the time did not change. None when there is no changeset, or the punch moved to another job."""
+    changes = item.get("changeset")
+    if item.get("action") != "updated" or not isinstance(changes, list):
+        return None
+    fields = {c.get("field"): c.get("newValue") for c in changes if isinstance(c, dict)}
+    if "jobId" in fields:
+        return None
+    if "eventTime" not in fields:
+        return stored_at
+    new_time = _int(fields["eventTime"])
+    return datetime.fromtimestamp(new_time, UTC) if new_time is not None else None
 
 
 def _current_events(conn: Connection, event_ids: list[int], since: datetime) -> dict[int, tuple[int, datetime]]:
