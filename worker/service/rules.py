@@ -95,7 +95,7 @@ def add_rule(
         link = find_link(s, project_id)
         conn, procore = procore_of(s)
         names = ProcoreNames.read(procore, project_id)
-        _check_labor(names, cost_code_id, line_item_type_id)
+        check_labor(names, cost_code_id, line_item_type_id)
         taken = rule_store.taken_priorities(s, link.id)
         if priority is None:
             priority = max(taken, default=0) + 1
@@ -139,7 +139,7 @@ def weekday_text(days: Iterable[int]) -> str:
     return ",".join(WEEKDAYS[d] for d in sorted(days))
 
 
-def _check_labor(names: ProcoreNames, cost_code_id: int, line_item_type_id: int) -> None:
+def check_labor(names: ProcoreNames, cost_code_id: int, line_item_type_id: int) -> None:
     codes = labor_codes(names.cost_codes.values(), names.cost_types.values())
     if cost_code_id not in codes.usable:
         valid = "\n".join(

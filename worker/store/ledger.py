@@ -272,3 +272,22 @@ def problems(s: Session, link_id: int, start: date, end: date, *, examples: int 
             group["examples"].append({"technician": technician, "date": work_date.isoformat() if work_date else None,
                                       "hours": str(hours) if hours is not None else None, "detail": detail})
     return list(groups.values())
+
+
+def in_procore_for_events(s: Session, link_id: int, clock_event_ids: Sequence[int]) -> list[LedgerEntry]:
+    """Rows of these clock events whose entry is in Procore (or may be: sent, outcome unknown)."""
+    in_procore = (LedgerStatus.posted, LedgerStatus.pending, LedgerStatus.unknown, LedgerStatus.needs_review)
+    return list(s.scalars(select(LedgerEntry).where(
+        LedgerEntry.project_link_id == link_id, LedgerEntry.status.in_(in_procore),
+        or_(one_of(s, LedgerEntry.clock_in_event_id, list(clock_event_ids)),
+            one_of(s, LedgerEntry.clock_out_event_id, list(clock_event_ids))),
+    ).order_by(LedgerEntry.work_date, LedgerEntry.technician_name)))
+
+
+def entries_of(s: Session, link_id: int, keys: Sequence[str]) -> list[LedgerEntry]:
+    """The rows of these source keys, by technician and date."""
+    if not keys:
+        return []
+    return list(s.scalars(select(LedgerEntry).where(
+        LedgerEntry.project_link_id == link_id, one_of(s, LedgerEntry.source_key, list(keys)))
+        .order_by(LedgerEntry.technician_name, LedgerEntry.work_date)))

@@ -97,6 +97,8 @@ def run_sync(
             company_max_age_s=get_settings().procore_company_cache_s,
         )
         technicians = fetch_technicians(st, procore)
+        labels = {cid: cost_code_label(c) for cid, c in codes.usable.items()}
+        labels.update({cid: cost_code_label(c) for cid, (c, _why) in codes.unusable.items()})
         report = RunReport(project_id=link.project_id, project_name=str(project.get("name") or link.project_id),
                            window_start=window.start, window_end=window.end, dry_run=dry_run,
                            awaiting_approval=ctx.timesheets_active)
@@ -142,8 +144,6 @@ def run_sync(
         actions = decide(by_key, rows, manual=manual)
 
         if dry_run:
-            labels = {cid: cost_code_label(c) for cid, c in codes.usable.items()}
-            labels.update({cid: cost_code_label(c) for cid, (c, _why) in codes.unusable.items()})
             report.rounding = describe_rule(ctx.rounding)
             report.labor_cost_codes = sorted(((cid, labels[cid]) for cid in codes.usable), key=lambda c: c[1])
             report.labor_cost_types = sorted((tid, str(t.get("name"))) for tid, t in codes.labor_line_item_types.items())
@@ -161,7 +161,18 @@ def run_sync(
         with session_scope(database_url) as s:
             report.unknown = ledger_store.count_status(s, link_id, LedgerStatus.unknown)
             report.problems = ledger_store.problems(s, link_id, window.start, window.end)
+            if manual:
+                report.entries = [entry_outcome(r, labels) for r in ledger_store.entries_of(s, link_id, list(by_key))]
         return report
+
+
+def entry_outcome(row: Any, cost_codes: dict[int, str]) -> dict[str, Any]:
+    """One entry of a manual sync as the person who chose it reads it."""
+    return {"technician": row.technician_name, "date": row.work_date.isoformat() if row.work_date else None,
+            "hours": str(row.hours) if row.hours is not None else None, "cost_code_id": row.cost_code_id,
+            "cost_code": cost_codes.get(row.cost_code_id) if row.cost_code_id else None,
+            "status": row.status.value, "message": row.detail if row.status != LedgerStatus.posted else None,
+            "clock_event_id": row.clock_in_event_id}
 
 
 def refuse_rows_held_elsewhere(rows: dict[str, LedgerRow], run_id: int | None, now: datetime,

@@ -38,6 +38,7 @@ class RunReport:
     failures: list[str] = field(default_factory=list)  # each refusal of this run, by source key, in Procore's words
     # What is still wrong in the window after this run (any run's doing): groups by status and reason, with examples.
     problems: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # a manual sync's entries, each with its outcome
     preview: list[dict[str, Any]] = field(default_factory=list)
     # What a person sees on top of a preview: the rounding rule in words and the choices of the manual flow.
     rounding: str = ""
@@ -104,5 +105,6 @@ class RunReport:
             "malformed": self.malformed_events,
             "problems": self.problems,
             "failures": self.failures,
+            **({"entries": self.entries} if self.entries else {}),
             **({"preview": self.preview} if self.preview else {}),
         }
