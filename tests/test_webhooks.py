@@ -394,9 +394,17 @@ def test_an_entry_edited_by_a_person_needs_review_and_the_next_run_never_overwri
     (after,) = [r for r in ledger() if r.id == row.id]
     assert after.status == LedgerStatus.needs_review and after.reason == "edited_in_procore"
     assert f"hours: sent {row.hours}, stored 1.25" in after.detail
+    emulator.admin.approve_entry(entry["id"])  # approved after the edit: recorded, still under review
+    assert receive_and_process(hooked, procore_message(hooked, entry["id"], "update")).outcome == "processed"
+    (approved,) = [r for r in ledger() if r.id == row.id]
+    assert (approved.status, approved.approval_status, approved.detail) == (LedgerStatus.needs_review, "approved",
+                                                                           after.detail)
     hooked["stsync"].sync(hooked["pid"], START, END, ok=False)
+    emulator.admin.edit_clock_event(row.clock_out_event_id, eventTime=int(row.actual_end.timestamp()) - 600)
+    hooked["stsync"].sync(hooked["pid"], START, END, ok=False)  # even a later change of its punches
     kept = next(e for e in live_entries(emulator, hooked["pid"]) if e["id"] == entry["id"])
     assert float(kept["hours"]) == 1.25
+    assert [r.status for r in ledger() if r.id == row.id] == [LedgerStatus.needs_review]
 
 
 def test_an_entry_deleted_in_procore_is_recorded_and_not_posted_again(hooked: dict[str, Any],

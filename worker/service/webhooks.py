@@ -475,18 +475,22 @@ def _changed_in_procore(s: Session, row: LedgerEntry, entry: Mapping[str, Any], 
     approval = entry.get("approval_status")
     approval = str(approval) if approval is not None else row.approval_status
     edited = stored_differently(row.payload or {}, dict(entry))
-    if edited is not None:
-        detail = f"{who} edited Procore entry {row.procore_entry_id}: {edited}"
-        if row.status == LedgerStatus.needs_review and row.detail == detail:
-            return WebhookOutcome.ignored, f"ledger row {row.id} ({row.source_key}) already records this edit"
+    detail = f"{who} edited Procore entry {row.procore_entry_id}: {edited}"
+    if edited is not None and not (row.status == LedgerStatus.needs_review and row.detail == detail):
+        # The entry no longer holds what stsync sent, so its hash goes (as for a row reopened for a retry): no
+        # run may take the row as in step with its source, "resolve" it, and later PATCH over the person's edit.
         ledger_store.set_status(s, row.id, LedgerStatus.needs_review, "edited_in_procore", detail, run_id=None,
-                                at=now, values={"approval_status": approval})
+                                at=now, values={"approval_status": approval, "content_hash": None})
         return WebhookOutcome.processed, f"ledger row {row.id} ({row.source_key}) needs review: {detail}"
     if approval != row.approval_status:
-        detail = f"Procore entry {row.procore_entry_id} is {approval} (was {row.approval_status or 'unknown'})"
-        ledger_store.set_status(s, row.id, row.status, "approval_changed", detail, run_id=None, at=now,
-                                values={"approval_status": approval})
-        return WebhookOutcome.processed, f"ledger row {row.id} ({row.source_key}): {detail}"
+        # The row keeps its status and what it says (an edit under review stays so); the history tells the change.
+        change = f"Procore entry {row.procore_entry_id} is {approval} (was {row.approval_status or 'unknown'})"
+        ledger_store.add_history(s, [(row.id, row.status, row.status, "approval_changed", change)], run_id=None,
+                                 at=now)
+        row.approval_status = approval
+        return WebhookOutcome.processed, f"ledger row {row.id} ({row.source_key}): {change}"
+    if edited is not None:
+        return WebhookOutcome.ignored, f"ledger row {row.id} ({row.source_key}) already records this edit"
     return WebhookOutcome.ignored, f"nothing stsync records changed on Procore entry {row.procore_entry_id}"
 
 
