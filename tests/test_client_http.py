@@ -387,15 +387,16 @@ class FakeTime:
         self.now += seconds
 
 
-def budgets(redis_url: str, t: FakeTime) -> list:
-    return [LocalRateBudget(sleep=t.sleep, clock=t.clock),
-            RedisRateBudget(redis_url, "stsync:test-budget", sleep=t.sleep, clock=t.clock)]
+def budgets(redis_url: str, t: FakeTime, spread: bool = True) -> list:
+    redis.Redis.from_url(redis_url).delete("stsync:test-budget")
+    return [LocalRateBudget(sleep=t.sleep, clock=t.clock, spread=spread),
+            RedisRateBudget(redis_url, "stsync:test-budget", sleep=t.sleep, clock=t.clock, spread=spread)]
 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_budget_spends_the_window_keeps_one_in_reserve_then_waits_for_the_reset(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t)[kind]
+    budget = budgets(redis_url, t, spread=False)[kind]
     budget.acquire()  # nothing known yet: go, and learn from the answer
     budget.observe(10, 5, int(NOW) + 10)
     for _ in range(4):
@@ -408,7 +409,7 @@ def test_a_budget_spends_the_window_keeps_one_in_reserve_then_waits_for_the_rese
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_within_one_window_a_budget_keeps_the_smaller_count(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t)[kind]
+    budget = budgets(redis_url, t, spread=False)[kind]
     reset = int(NOW) + 30
     budget.observe(10, 4, reset)
     budget.observe(10, 8, reset)  # a slower answer from earlier in the same window: ours is smaller
@@ -422,7 +423,7 @@ def test_within_one_window_a_budget_keeps_the_smaller_count(redis_url: str, kind
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_later_reset_is_a_new_window_with_the_servers_count(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t)[kind]
+    budget = budgets(redis_url, t, spread=False)[kind]
     budget.observe(10, 2, int(NOW) + 30)
     budget.acquire()
     budget.observe(10, 9, int(NOW) + 3600)
@@ -452,7 +453,10 @@ def test_two_workers_share_one_redis_budget_and_never_take_the_same_call(redis_u
     def refuse_to_wait(_seconds: float) -> None:
         raise Blocked
 
-    workers = [RedisRateBudget(client, "stsync:shared", reserve=1, sleep=refuse_to_wait) for _ in range(2)]
+    client.delete("stsync:shared")
+    # Unspread, so that every call of the window is there to be taken at once.
+    workers = [RedisRateBudget(client, "stsync:shared", reserve=1, sleep=refuse_to_wait, spread=False)
+               for _ in range(2)]
     workers[0].observe(2001, 2001, int(time.time()) + 50)
     taken = [0, 0]
     barrier = threading.Barrier(2)
@@ -474,3 +478,56 @@ def test_two_workers_share_one_redis_budget_and_never_take_the_same_call(redis_u
     assert sum(taken) == 2000  # one call kept in reserve, every other one taken exactly once
     assert all(n > 0 for n in taken)
     assert int(client.hget("stsync:shared", "remaining")) == 1
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
+def test_a_spreading_budget_paces_the_windows_calls_evenly_up_to_its_reset(redis_url: str, kind: int) -> None:
+    t = FakeTime()
+    budget = budgets(redis_url, t)[kind]
+    reset = int(NOW) + 20
+    budget.observe(21, 21, reset)  # 20 calls to spend (one in reserve) over 21 s: one every 1.05 s
+    sent = []
+    for _ in range(20):
+        budget.acquire()
+        sent.append(t.now)
+    assert sent[-1] < reset + 1, "the window's calls all went inside it"
+    assert sent[0] == NOW and sent[1] == NOW, "a burst of calls goes ahead of the pace"
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert max(gaps) < 2.2 and sent[10] - NOW > 7, "the rest follow the pace, not all at once"
+    budget.acquire()  # the reserve: the next call waits for the new window
+    assert t.now >= reset + 1
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
+def test_a_budget_that_is_not_spreading_spends_the_window_at_once(redis_url: str, kind: int) -> None:
+    t = FakeTime()
+    budget = budgets(redis_url, t, spread=False)[kind]
+    budget.observe(21, 21, int(NOW) + 20)
+    for _ in range(20):
+        budget.acquire()
+    assert t.naps == []
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
+def test_a_pace_slower_than_the_cap_never_defers_the_run(redis_url: str, kind: int) -> None:
+    t = FakeTime()
+    budget = budgets(redis_url, t)[kind]
+    budget.observe(3600, 9, int(NOW) + 3000)  # 8 calls over 50 minutes: the pace would be 6 minutes a call
+    for _ in range(8):
+        budget.acquire()
+    assert max(t.naps) <= 1.1 and t.now - NOW <= 8 * 10.0
+    with pytest.raises(DeferRun):
+        budget.acquire()  # the reserve: the window is spent until its reset
+
+
+def test_two_workers_sharing_a_spreading_redis_budget_keep_one_pace(redis_url: str) -> None:
+    t = FakeTime()
+    client = redis.Redis.from_url(redis_url)
+    client.delete("stsync:paced")
+    workers = [RedisRateBudget(client, "stsync:paced", sleep=t.sleep, clock=t.clock) for _ in range(2)]
+    workers[0].observe(11, 11, int(NOW) + 10)  # 10 calls over 11 s
+    sent = []
+    for i in range(10):  # the two workers take turns; the pace is theirs together
+        workers[i % 2].acquire()
+        sent.append(t.now)
+    assert sent[-1] < NOW + 11 and sent[-1] - NOW > 5

@@ -3,6 +3,13 @@
 The server tells us, on every response, how many calls are left in the current window and when it resets. The
 budget keeps that count in Redis and takes one call from it *before* each request, atomically, so N workers
 together stay under the limit instead of each discovering it through 429s.
+
+Calls are spread over the window rather than spent at once: the calls left (less the reserve) are paced evenly
+over the time left until the reset, shared by every worker through one "next call due" time (a generic cell rate
+algorithm whose rate is recomputed at each call), with a burst of BURST_CALLS allowed ahead of the pace. A worker
+that asks more slowly than the pace is never held back; workers that together ask faster wait their turn in
+short naps instead of spending the window in the first second and then idling until the reset, when every
+worker wakes at once.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ MAX_SLEEP_S = 60.0
 # Until a response tells us the new window, a passed window is assumed to restart with the last known limit,
 # for at most this long. Reset times are whole seconds, so a window counts as passed one second after its reset.
 PROVISIONAL_WINDOW_S = 1.0
+# Calls that may go ahead of the pace (a short run's reference reads need not wait for the spacing).
+BURST_CALLS = 2
+# The pace never holds a call back longer than this: a nearly spent hourly window waits for its reset (and defers
+# the run) instead of trickling its last calls minutes apart.
+MAX_SPACING_S = 10.0
 
 
 class RateBudget(Protocol):
@@ -39,7 +51,8 @@ class RateBudget(Protocol):
         """Count one answer by its status code for the metrics (worker/clients/metrics.py)."""
 
 
-# KEYS[1] = budget hash; ARGV = now, reserve, provisional window. Returns "0" to go, or the seconds to wait.
+# KEYS[1] = budget hash; ARGV = now, reserve, provisional window, spread (1/0), burst calls, max spacing.
+# Returns "0" to go, or the seconds to wait.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local reserve = tonumber(ARGV[2])
@@ -49,14 +62,19 @@ local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or '-1')
 if remaining < 0 then return '0' end
 if now >= reset + 1 then
   if limit < 0 then return '0' end
-  redis.call('HSET', KEYS[1], 'remaining', limit - 1, 'reset', now + tonumber(ARGV[3]), 'prov', 1)
+  redis.call('HSET', KEYS[1], 'remaining', limit - 1, 'reset', now + tonumber(ARGV[3]), 'prov', 1, 'next', now)
   return '0'
 end
-if remaining > reserve then
-  redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-  return '0'
+if remaining <= reserve then return tostring(reset + 1 - now) end
+if ARGV[4] == '1' then
+  local spacing = math.min((reset + 1 - now) / (remaining - reserve), tonumber(ARGV[6]))
+  local due = math.max(tonumber(redis.call('HGET', KEYS[1], 'next') or '0'), now)
+  local early = due - now - tonumber(ARGV[5]) * spacing
+  if early > 0 then return tostring(early) end
+  redis.call('HSET', KEYS[1], 'next', due + spacing)
 end
-return tostring(reset + 1 - now)
+redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+return '0'
 """
 
 # KEYS[1] = budget hash; ARGV = limit, remaining, reset, now. A later reset (or any answer after a provisional window)
@@ -74,8 +92,9 @@ if provisional then
   redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', math.min(remaining, cur_remaining), 'reset', reset,
              'prov', 0)
 elseif cur_remaining < 0 or reset > cur_reset or (reset ~= cur_reset and remaining < cur_remaining) then
-  -- a new window, or another window that is tighter than ours (the limit changed, or the hourly cap is near)
-  redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'prov', 0)
+  -- a new window, or another window that is tighter than ours (the limit changed, or the hourly cap is near);
+  -- the pace starts over with it
+  redis.call('HSET', KEYS[1], 'limit', limit, 'remaining', remaining, 'reset', reset, 'prov', 0, 'next', 0)
 elseif reset == cur_reset and remaining < cur_remaining then
   redis.call('HSET', KEYS[1], 'remaining', remaining)
 end
@@ -100,7 +119,10 @@ class RedisRateBudget:
     """The budget of one Procore company in Redis, shared by every worker; both operations are one Lua script each,
     so concurrent workers never take the same call twice. `reserve` calls of each window are left unused as a
     margin for calls in flight that the server has counted and we have not heard about yet. The same Redis keeps
-    the count of answers by status (worker/clients/metrics.py)."""
+    the count of answers by status (worker/clients/metrics.py). `spread=False` spends each window at once and
+    then waits for its reset (the pacing before calls were spread; the benchmark measures both)."""
+
+    spread_calls = True
 
     def __init__(
         self,
@@ -109,8 +131,10 @@ class RedisRateBudget:
         reserve: int = 1,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        spread: bool | None = None,
     ) -> None:
         self.redis = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
+        self.spread = type(self).spread_calls if spread is None else spread
         self.key = key
         self.reserve = reserve
         self.clock = clock
@@ -120,7 +144,8 @@ class RedisRateBudget:
 
     def acquire(self) -> None:
         while True:
-            wait = float(self._acquire(keys=[self.key], args=[self.clock(), self.reserve, PROVISIONAL_WINDOW_S]))
+            wait = float(self._acquire(keys=[self.key], args=[
+                self.clock(), self.reserve, PROVISIONAL_WINDOW_S, int(self.spread), BURST_CALLS, MAX_SPACING_S]))
             if wait <= 0:
                 return
             self._waiting.wait(wait)
@@ -136,8 +161,9 @@ class LocalRateBudget:
     """The same budget inside one process (the SQLite demo has no Redis)."""
 
     def __init__(self, reserve: int = 1, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, spread: bool = True) -> None:
         self.reserve = reserve
+        self.spread = spread
         self.clock = clock
         self._waiting = _Waiting(sleep, "Procore rate budget")
         self._lock = threading.Lock()
@@ -145,6 +171,7 @@ class LocalRateBudget:
         self.remaining = -1
         self.reset = 0.0
         self.provisional = False
+        self.next_due = 0.0
         self.responses: Counter[int] = Counter()
 
     def acquire(self) -> None:
@@ -156,13 +183,25 @@ class LocalRateBudget:
                 if now >= self.reset + 1:
                     if self.limit >= 0:
                         self.remaining, self.reset = self.limit - 1, now + PROVISIONAL_WINDOW_S
-                        self.provisional = True
+                        self.provisional, self.next_due = True, now
                     return
-                if self.remaining > self.reserve:
+                wait = self.reset + 1 - now if self.remaining <= self.reserve else self._paced(now)
+                if wait <= 0:
                     self.remaining -= 1
                     return
-                wait = self.reset + 1 - now
             self._waiting.wait(wait)
+
+    def _paced(self, now: float) -> float:
+        """What _ACQUIRE does when spreading: 0 to go now (and the next call's due time moved on), or the wait."""
+        if not self.spread:
+            return 0.0
+        spacing = min((self.reset + 1 - now) / (self.remaining - self.reserve), MAX_SPACING_S)
+        due = max(self.next_due, now)
+        early = due - now - BURST_CALLS * spacing
+        if early > 0:
+            return early
+        self.next_due = due + spacing
+        return 0.0
 
     def observe(self, limit: int, remaining: int, reset_epoch: int) -> None:
         with self._lock:
@@ -175,6 +214,7 @@ class LocalRateBudget:
                 reset_epoch != self.reset and remaining < self.remaining
             ):
                 self.limit, self.remaining, self.reset = limit, remaining, float(reset_epoch)
+                self.next_due = 0.0
             elif reset_epoch == self.reset and remaining < self.remaining:
                 self.remaining = remaining
 
