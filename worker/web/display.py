@@ -19,7 +19,7 @@ def clock(value: datetime | str | None) -> str:
     if value is None or value == "":
         return "–"
     if isinstance(value, str):
-        return value
+        return value[-5:] if len(value) == len("2026-03-02 07:15") else value
     return value.strftime("%H:%M")
 
 
