@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
@@ -13,27 +14,38 @@ from typing import Any
 
 import click
 import structlog
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.prompt import Prompt
+from rich.table import Table
 
 from worker.clients.errors import ApiError, CredentialsRejected, NeedsReauthorization
+from worker.config import ConfigExists, database_problem, init_config, prepare_database_folder
 from worker.crypto import SecretKeyMismatch
 from worker.db import ProjectBusy
 from worker.enums import RULE_ACTIVITIES, LedgerStatus, PayrollKind, RunStatus, ScheduleKind
 from worker.inputs import InvalidArgument
-from worker.logging import configure_logging
+from worker.logging import configure_logging, mask_url
 from worker.projects import LinkRefused
 from worker.service import connections as connection_service
 from worker.service import history, syncing
 from worker.service import projects as project_service
 from worker.service import rules as rule_service
 from worker.service import schedules as schedule_service
-from worker.settings import MissingSecretKey
+from worker.service.syncing import ClockEventsView, EventRow
+from worker.settings import MissingSecretKey, get_settings
 from worker.store.connections import NoConnection
 from worker.sync.runner import RunOutcome
 
 EXPECTED = (
     ApiError, NoConnection, MissingSecretKey, SecretKeyMismatch, LinkRefused, LookupError, InvalidArgument,
-    ValueError, ProjectBusy, NeedsReauthorization,
+    ValueError, ProjectBusy, NeedsReauthorization, ConfigExists,
 )
+# Commands that work before the database is set up: they are how it gets set up.
+NO_DATABASE_NEEDED = {"init", "upgrade", "web"}
+NARROW = 120  # columns of a table written to a pipe or file; a terminal uses its own width
+WIDE = 400
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -43,13 +55,18 @@ def _fail(message: str, code: int = 1) -> None:
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known failures become one clear message and exit status 1, never a traceback; wrong input
-    (`InvalidArgument`) included."""
+    (`InvalidArgument`) included. A database that is missing or not migrated is said in one line first."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        context = click.get_current_context()
         # Every log line of the command, the HTTP client's included, says which command it came from.
-        with structlog.contextvars.bound_contextvars(command=click.get_current_context().command_path):
+        with structlog.contextvars.bound_contextvars(command=context.command_path):
             try:
+                if context.info_name not in NO_DATABASE_NEEDED:
+                    problem = database_problem()
+                    if problem:
+                        _fail(problem)
                 return fn(*args, **kwargs)
             except CredentialsRejected as exc:
                 _fail(f"{exc}\nCheck the credentials and run the connect command again.")
@@ -74,16 +91,37 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], empty: str = "(none)") -> None:
+def console(*, wide: bool = False, err: bool = False) -> Console:
+    """Rich on the stream the command writes to now (tests swap it): colours on a terminal only, plain text
+    `NARROW` columns wide elsewhere, `WIDE` for `--wide`."""
+    stream = sys.stderr if err else sys.stdout
+    tty = stream.isatty()
+    width = WIDE if wide else (None if tty else NARROW)
+    return Console(file=stream, highlight=False, width=width, no_color=not tty, emoji=False, soft_wrap=False)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], empty: str = "(none)", *,
+                wide: bool = False, row_style: Callable[[dict[str, Any]], str | None] | None = None,
+                wrap: Iterable[str] | None = None) -> None:
+    """Rows as a table; only the columns named in `wrap` (default: all) fold when the table is too wide."""
+    out = console(wide=wide)
     if not rows:
-        click.echo(empty)
+        out.print(empty)
         return
-    cells = [[_cell(r.get(key)) for key, _ in columns] for r in rows]
-    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
-    click.echo("  ".join("-" * w for w in widths))
-    for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+    tty = out.is_terminal
+    folding = set(wrap) if wrap is not None else {key for key, _ in columns}
+    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                  header_style="bold" if tty else "")
+    for key, title in columns:
+        table.add_column(title, overflow="fold", no_wrap=key not in folding)
+    for r in rows:
+        table.add_row(*(_cell(r.get(key)) for key, _ in columns), style=row_style(r) if row_style else None)
+    out.print(table)
+
+
+def say(text: str, style: str | None = None) -> None:
+    """One line of prose: never cut into a table's width (a terminal wraps it at word ends itself)."""
+    console().print(text, style=style, markup=False, soft_wrap=True)
 
 
 def _cell(value: Any) -> str:
@@ -99,10 +137,25 @@ def _cell(value: Any) -> str:
 @click.group()
 def cli() -> None:
     """stsync: ServiceTrade clock events into Procore timesheets, exactly once."""
-    configure_logging()
+    try:
+        configure_logging()
+    except ValueError as exc:  # LOG_LEVEL=LOUD: say which setting, not a traceback
+        _fail(f"LOG_LEVEL or LOG_FORMAT is not valid: {exc}")
 
 
-# ---------------------------------------------------------------------------- db
+# ---------------------------------------------------------------------------- init
+
+
+@cli.command("init")
+@click.option("--database-url", default=None,
+              help="where stsync keeps its data (default: SQLite in your user data folder)")
+@handled
+def init(database_url: str | None) -> None:
+    """Write the config file (a new secret key and the database URL); every command reads it."""
+    done = init_config(database_url)
+    click.echo(f"wrote {done.path} with a new secret key (keep a copy: it decrypts the stored credentials)")
+    click.echo(f"database: {mask_url(done.database_url)}")
+    click.echo("next: stsync db upgrade, then stsync connect procore ... and stsync connect servicetrade ...")
 
 
 @cli.group()
@@ -114,11 +167,10 @@ def db() -> None:
 @handled
 def db_upgrade() -> None:
     """Migrate the database (DATABASE_URL) to the latest schema."""
-    from worker.logging import mask_url
     from worker.migrate import upgrade
-    from worker.settings import get_settings
 
     url = get_settings().database_url
+    prepare_database_folder(url)
     upgrade(url)
     click.echo(f"database at {mask_url(url)} is at the latest schema")
 
@@ -164,7 +216,20 @@ def connect_servicetrade(
     click.echo(f"ServiceTrade account {done.company_name} ({done.company_id}) connected as {done.user_name}.")
 
 
-# ---------------------------------------------------------------------------- project
+# ---------------------------------------------------------------------------- projects
+
+
+@cli.command("projects")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def projects(as_json: bool) -> None:
+    """The company's Procore projects by name, and which are linked to a ServiceTrade job."""
+    found = project_service.list_projects()
+    data = [p.to_dict() for p in found]
+    rows = [{**d, "link": f"linked: job #{d['st_job_number']}" if d["linked"] else "not linked"} for d in data]
+    emit(data, as_json, lambda: print_table(rows, [("project_id", "project id"), ("name", "project"),
+                                                   ("number", "number"), ("city", "city"), ("link", "ServiceTrade")],
+                                            empty="(the company has no active Procore projects)"))
 
 
 @cli.group()
@@ -186,28 +251,36 @@ def project_check(project_id: int, as_json: bool) -> None:
 
 
 def _print_check(d: dict[str, Any]) -> None:
-    click.echo(f"Procore project {d['project_id']}: {d['name']}")
-    click.echo(f"  time zone      {d['time_zone']}")
-    click.echo(f"  entry mode     {'start/stop times' if d['entry_mode'] == 'start_stop' else 'total hours'}")
-    click.echo(f"  Timesheets     {'active' if d['timesheets_active'] else 'off'}: {d['approval']}")
-    click.echo(f"  rounding       {d['rounding']}")
+    say(f"Procore project {d['project_id']}: {d['name']}")
+    say(f"  time zone      {d['time_zone']}")
+    say(f"  entry mode     {'start/stop times' if d['entry_mode'] == 'start_stop' else 'total hours'}")
+    say(f"  Timesheets     {'active' if d['timesheets_active'] else 'off'}: {d['approval']}")
+    say(f"  rounding       {d['rounding']}")
     if d["link"]:
-        click.echo(f"  ServiceTrade   job #{d['link']['job_number']} ({d['link']['job_type']}) {d['link']['url']}")
+        say(f"  ServiceTrade   job #{d['link']['job_number']} ({d['link']['job_type']}) {d['link']['url']}")
     else:
-        click.echo("  ServiceTrade   not linked yet")
-    click.echo("Labor cost codes:")
-    print_table(d["labor_cost_codes"], [("id", "id"), ("code", "code"), ("name", "name")],
-                empty="  (none usable)")
+        say("  ServiceTrade   not linked yet")
+    say("Labor cost codes:")
+    print_table(d["labor_cost_codes"], [("label", "cost code"), ("id", "id")], empty="  (none usable)")
     if d["unusable_cost_codes"]:
-        click.echo("Cost codes that can't take labor:")
-        print_table(d["unusable_cost_codes"], [("id", "id"), ("code", "code"), ("name", "name"), ("why", "why")])
+        say("Cost codes that can't take labor:")
+        print_table(d["unusable_cost_codes"], [("label", "cost code"), ("why", "why"), ("id", "id")])
     if d["technicians"]:
-        click.echo("Technicians:")
-        print_table(d["technicians"], [("name", "technician"), ("employee_id", "employee id"),
-                                       ("status", "status"), ("warning", "what to fix")])
+        say("Technicians:")
+        print_table(d["technicians"], TECHNICIAN_COLUMNS, row_style=_flagged)
     for b in d["blockers"]:
-        click.echo(f"BLOCKS SYNC: {b}")
-    click.echo("ready to sync" if d["ok"] else "not ready: fix the items marked BLOCKS SYNC")
+        say(f"BLOCKS SYNC: {b}", "bold red")
+    for w in d["warnings"]:
+        say(f"warning: {w}", "yellow")
+    say("ready to sync" if d["ok"] else "not ready: fix the items marked BLOCKS SYNC", None if d["ok"] else "red")
+
+
+TECHNICIAN_COLUMNS = [("name", "technician"), ("employee_id", "employee id"), ("status", "status"),
+                      ("warning", "what to fix")]
+
+
+def _flagged(row: dict[str, Any]) -> str | None:
+    return "red" if row.get("status") not in (None, "ok") else None
 
 
 @project.command("link")
@@ -225,12 +298,12 @@ def project_link(project_id: int, job_type: str, lookback_days: int | None, spli
 
     def show() -> None:
         if result.already_linked:
-            click.echo(f"Procore project {project_id} ({result.project_name}) is already linked to ServiceTrade "
-                       f"job #{result.job_number}: {data['job_url']}")
+            say(f"{result.project_name} (Procore project {project_id}) is already linked to ServiceTrade "
+                f"job #{result.job_number}: {data['job_url']}")
         else:
             made = ", ".join(result.created) or "nothing (all found from an earlier attempt)"
-            click.echo(f"Linked Procore project {project_id} ({result.project_name}) to ServiceTrade job "
-                       f"#{result.job_number} ({data['job_url']}); created: {made}.")
+            say(f"Linked {result.project_name} (Procore project {project_id}) to ServiceTrade job "
+                f"#{result.job_number} ({data['job_url']}); created: {made}.")
 
     emit(data, as_json, show)
 
@@ -246,12 +319,12 @@ def project_show(project_id: int, as_json: bool) -> None:
     def show() -> None:
         for key in ("name", "time_zone", "entry_mode", "timesheets_active", "lookback_days", "split_mode",
                     "job_type", "st_job_number"):
-            click.echo(f"  {key:<18}{_cell(data[key])}")
-        click.echo("Rules:")
+            say(f"  {key.replace('_', ' '):<18}{_cell(data[key])}")
+        say("Rules:")
         print_table(data["rules"], RULE_COLUMNS)
-        click.echo("Schedules:")
+        say("Schedules:")
         print_table(data["schedules"], SCHEDULE_COLUMNS)
-        click.echo("Ledger: " + (", ".join(f"{k} {v}" for k, v in sorted(data["ledger"].items())) or "empty"))
+        say("Ledger: " + (", ".join(f"{k} {v}" for k, v in sorted(data["ledger"].items())) or "empty"))
 
     emit(data, as_json, show)
 
@@ -262,17 +335,16 @@ def project_show(project_id: int, as_json: bool) -> None:
 def technicians(as_json: bool) -> None:
     """Each ServiceTrade technician, their Procore Employee ID and the person it resolves to, or what to fix."""
     data = [t.to_dict() for t in project_service.list_technicians()]
-    emit(data, as_json, lambda: print_table(data, [
-        ("name", "technician"), ("st_user_id", "ServiceTrade id"), ("employee_id", "employee id"),
-        ("party_id", "Procore person"), ("status", "status"), ("warning", "what to fix")]))
+    emit(data, as_json, lambda: print_table(data, TECHNICIAN_COLUMNS, row_style=_flagged))
 
 
 # ---------------------------------------------------------------------------- rules
 
-RULE_COLUMNS = [("priority", "priority"), ("activity", "activity"), ("technician", "technician"),
+RULE_COLUMNS = [("priority", "#"), ("activity", "activity"), ("technician", "technician"),
                 ("weekdays", "weekdays"), ("start_window", "start between"), ("cost_code", "cost code"),
-                ("cost_type", "cost type"), ("timecard_time_type_id", "time type"), ("billable", "billable"),
-                ("description", "description")]
+                ("cost_type", "cost type"), ("billable", "billable"), ("description", "description")]
+COST_CODE_HELP = "cost code by its code (01-100) or id"
+COST_TYPE_HELP = "cost type by its name (Labor) or id"
 
 
 @cli.group()
@@ -282,8 +354,9 @@ def rules() -> None:
 
 @rules.command("add")
 @click.argument("project_id", type=int)
-@click.option("--cost-code-id", type=int, required=True)
-@click.option("--line-item-type-id", type=int, required=True)
+@click.option("--cost-code", "--cost-code-id", "cost_code", required=True, help=COST_CODE_HELP)
+@click.option("--cost-type", "--line-item-type-id", "cost_type", default="Labor", show_default=True,
+              help=COST_TYPE_HELP)
 @click.option("--activity", type=click.Choice([a.value for a in RULE_ACTIVITIES]), default=None)
 @click.option("--technician", "st_user_id", type=int, default=None, help="ServiceTrade user id")
 @click.option("--weekdays", default=None, help="mon,tue,...")
@@ -293,15 +366,16 @@ def rules() -> None:
 @click.option("--description", default=None)
 @click.option("--priority", type=int, default=None, help="1 is tried first; default: after the last rule")
 @handled
-def rules_add(project_id: int, cost_code_id: int, line_item_type_id: int, activity: str | None,
+def rules_add(project_id: int, cost_code: str, cost_type: str, activity: str | None,
               st_user_id: int | None, weekdays: str | None, start_between: str | None, time_type_id: int | None,
               billable: bool, description: str | None, priority: int | None) -> None:
     """Add a rule to PROJECT_ID; only a budgeted Labor cost code and a Labor cost type are accepted."""
     rule = rule_service.add_rule(
-        project_id, cost_code_id, line_item_type_id, activity=activity, st_user_id=st_user_id, weekdays=weekdays,
+        project_id, project_service.resolve_cost_code(project_id, cost_code),
+        project_service.resolve_cost_type(cost_type), activity=activity, st_user_id=st_user_id, weekdays=weekdays,
         start_between=start_between, time_type_id=time_type_id, billable=billable, description=description,
         priority=priority)
-    click.echo(f"rule #{rule.priority} added to project {project_id}: {rule.cost_code}, {rule.cost_type}")
+    say(f"rule #{rule.priority} added to project {project_id}: {rule.cost_code}, {rule.cost_type}")
 
 
 @rules.command("list")
@@ -309,6 +383,7 @@ def rules_add(project_id: int, cost_code_id: int, line_item_type_id: int, activi
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def rules_list(project_id: int, as_json: bool) -> None:
+    """The rules of PROJECT_ID in the order they are tried, cost codes by name."""
     data = [r.to_dict() for r in rule_service.list_rules(project_id)]
     emit(data, as_json, lambda: print_table(data, RULE_COLUMNS, empty="(no rules: every interval is unmapped)"))
 
@@ -319,13 +394,13 @@ def rules_list(project_id: int, as_json: bool) -> None:
 @handled
 def rules_remove(project_id: int, priority: int) -> None:
     rule_service.remove_rule(project_id, priority)
-    click.echo(f"rule #{priority} removed from project {project_id}")
+    say(f"rule #{priority} removed from project {project_id}")
 
 
 # ---------------------------------------------------------------------------- schedules
 
 SCHEDULE_COLUMNS = [("id", "id"), ("project_name", "project"), ("kind", "kind"), ("detail", "when"),
-                    ("next_run_local", "next run (local)"), ("next_run_at", "next run (UTC)"), ("enabled", "enabled")]
+                    ("next_run_local", "next run (local)"), ("enabled", "enabled")]
 
 
 @cli.group()
@@ -412,14 +487,37 @@ def schedule_resume(project_id: int, kind: str) -> None:
 # ---------------------------------------------------------------------------- sync
 
 
-def _progress(stage: str, done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        click.echo(f"\r{stage}: {done}/{total}" if total else f"\r{stage}: {done}", err=True, nl=False)
+class ProgressShown:
+    """What a long sync reports as it goes: a bar on a terminal, a JSON line per step (at most one a second)
+    elsewhere, so a log collector sees progress too."""
 
+    def __init__(self) -> None:
+        self.out = console(err=True)
+        self.bar: Progress | None = None
+        self.tasks: dict[str, Any] = {}
+        self.last: tuple[str, float] = ("", 0.0)
 
-def _end_progress() -> None:
-    if sys.stderr.isatty():
-        click.echo("", err=True)
+    def __enter__(self) -> ProgressShown:
+        if self.out.is_terminal:
+            self.bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.out, transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total or None)
+            self.bar.update(self.tasks[stage], completed=done, total=total or None)
+            return
+        now = time.monotonic()
+        if stage != self.last[0] or now - self.last[1] >= 1 or (total and done >= total):
+            self.last = (stage, now)
+            click.echo(json.dumps({"progress": stage, "done": done, "total": total or None}), err=True)
 
 
 @cli.command("sync")
@@ -435,10 +533,10 @@ def sync(project_id: int, start: str | None, end: str | None, dry_run: bool, enq
     if enqueue:
         run_id = syncing.enqueue_sync(project_id, start, end, dry_run=dry_run)
         emit({"run_id": run_id, "status": "queued"}, as_json,
-             lambda: click.echo(f"run {run_id} queued for project {project_id}"))
+             lambda: say(f"run {run_id} queued for project {project_id}"))
         return
-    outcome = syncing.sync_window(project_id, start, end, dry_run=dry_run, progress=_progress)
-    _end_progress()
+    with ProgressShown() as progress:
+        outcome = syncing.sync_window(project_id, start, end, dry_run=dry_run, progress=progress)
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
@@ -447,82 +545,241 @@ def sync(project_id: int, start: str | None, end: str | None, dry_run: bool, enq
 def print_outcome(outcome: RunOutcome) -> None:
     r = outcome.report
     if r is None:
-        click.echo(f"run {outcome.run_id}: {outcome.status.value} — {outcome.message}")
+        say(f"run {outcome.run_id}: {outcome.status.value}: {outcome.message}",
+            "red" if outcome.status != RunStatus.succeeded else None)
         return
     verb = "would post" if r.dry_run else "posted"
-    click.echo(f"{r.project_name} (Procore project {r.project_id}), {r.window_start} to {r.window_end}"
-               + (" — DRY RUN, nothing changed" if r.dry_run else ""))
-    if r.preview:
-        print_table(r.preview, PREVIEW_COLUMNS)
-    click.echo(f"  {verb:<14}{r.posted} entries, {r.hours} hours")
-    if not r.dry_run and r.posted == 0 and r.procore_writes == 0:
-        click.echo("  nothing new to post: Procore already has every entry of this window")
+    say(f"{r.project_name} (Procore project {r.project_id}), {r.window_start} to {r.window_end}"
+        + (": DRY RUN, nothing changed" if r.dry_run else ""))
+    say(f"  {verb:<14}{r.posted} entries, {r.hours} hours")
+    problems = r.problem_lines()
+    if not r.dry_run and r.posted == 0 and r.procore_writes == 0 and not problems:
+        say("  nothing new to post: Procore already has every entry of this window")
     for label, value in (("updated", r.updated), ("deleted", r.deleted), ("needs review", r.needs_review),
                          ("failed", r.failed), ("unknown", r.unknown), ("unchanged", r.unchanged),
                          ("after window", r.later)):
         if value:
-            click.echo(f"  {label:<14}{value}")
+            say(f"  {label:<14}{value}")
     for reason, n in sorted(r.skipped.items()):
-        click.echo(f"  skipped       {n} {reason}")
-    for problem in r.malformed_events:
-        click.echo(f"  malformed     {problem}")
-    click.echo(f"  budget        {r.budget_note}")
-    if outcome.message:
-        click.echo(f"  note          {outcome.message}")
+        say(f"  skipped       {n} {syncing.SKIP_WORDS.get(reason, reason)} ({reason})")
+    for line in problems:
+        say(f"  {line}", "red")
+    say(f"  budget        {r.budget_note}")
+    if outcome.message and not any(line in outcome.message for line in problems):
+        say(f"  note          {outcome.message}")
 
 
-PREVIEW_COLUMNS = [("technician", "technician"), ("activity", "activity"), ("date", "date"),
-                   ("actual_start", "actual in"), ("actual_end", "actual out"), ("rounded_start", "rounded in"),
-                   ("rounded_end", "rounded out"), ("hours", "hours"), ("rule", "rule"),
-                   ("cost_code", "cost code"), ("action", "action"), ("reason", "reason"),
-                   ("ledger_status", "ledger")]
+# The events table: fits 120 columns; `--wide` adds the clock event id, the source key and full cost code names.
+EVENT_COLUMNS = [("number", "#"), ("technician", "technician"), ("day", "date"), ("activity", "activity"),
+                 ("actual", "actual"), ("rounded", "rounded"), ("hours", "hours"), ("code", "cost code"),
+                 ("status", "status"), ("clock_event_id", "event id")]
+WIDE_EVENT_COLUMNS = [*EVENT_COLUMNS[:2], ("date", "date"), *EVENT_COLUMNS[3:7], ("cost_code", "cost code"),
+                      ("status", "status"),
+                      ("clock_event_id", "event id"), ("source_key", "source key")]
 
 
 @cli.command("events")
 @click.argument("project_id", type=int)
-@click.option("--start", default=None)
-@click.option("--end", default=None)
+@click.option("--start", default=None, help="first local date, YYYY-MM-DD (default: --end)")
+@click.option("--end", default=None, help="last local date (default: today in the project's zone)")
+@click.option("--wide", is_flag=True, help="every column, however wide")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def events(project_id: int, start: str | None, end: str | None, as_json: bool) -> None:
-    """Preview: technician, activity, actual and rounded times, date, hours, rule, warnings, ledger status."""
-    outcome = syncing.preview_events(project_id, start, end)
-    emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
+def events(project_id: int, start: str | None, end: str | None, wide: bool, as_json: bool) -> None:
+    """The clock events of a window, numbered, with actual and rounded times and what stsync did with each."""
+    view = syncing.clock_events(project_id, start, end)
+    emit(view.to_dict(), as_json, lambda: print_events(view, wide=wide))
+
+
+def print_events(view: ClockEventsView, *, wide: bool = False, rows: Sequence[EventRow] | None = None) -> None:
+    say(f"{view.project_name} (Procore project {view.project_id}), {view.window.start} to {view.window.end}")
+    say(f"Rounding: {view.rounding}")
+    say(f"Entries: {view.approval}")
+    shown = list(view.rows if rows is None else rows)
+    print_table([_event_cells(r) for r in shown], WIDE_EVENT_COLUMNS if wide else EVENT_COLUMNS,
+                empty="(no clock events in this window)", wide=wide, wrap=() if wide else ("technician", "status"),
+                row_style=lambda r: "red" if not r["technician_ok"] else None)
+    flagged = {r.technician: r.technician_problem for r in shown if not r.technician_ok}
+    for name, problem in sorted(flagged.items(), key=lambda x: x[0] or ""):
+        say(f"flagged: {name}: {problem or 'no usable Procore Employee ID'} (left out until fixed)", "red")
+    if view.lookback_rechecked:
+        say(f"also re-checked: {view.lookback_rechecked} entries of the look-back before {view.window.start} "
+            "(edits and deletions there are synced too)")
+    for hand in view.hand_entries:
+        say(f"typed into Procore by hand: {hand.technician} on {hand.date}, {hand.hours or '?'} hours "
+            "(stsync leaves it alone; check it is not the same work)", "yellow")
+    for line in view.problems:
+        say(line, "red")
+
+
+def _event_cells(r: EventRow) -> dict[str, Any]:
+    return {**r.to_dict(), "actual": _span(r.actual_in, r.actual_out), "rounded": _span(r.rounded_in, r.rounded_out),
+            "code": (r.cost_code or "").split(" ", 1)[0] or None, "day": r.date.strftime("%m-%d") if r.date else None}
+
+
+def _span(start: str | None, end: str | None) -> str:
+    return f"{start or '?'}-{end or '?'}"
 
 
 @cli.command("sync-events")
 @click.argument("project_id", type=int)
-@click.option("--event", "event_ids", type=int, multiple=True, required=True, help="clock event id (repeat)")
-@click.option("--cost-code-id", type=int, required=True)
-@click.option("--line-item-type-id", type=int, required=True)
-@click.option("--start", default=None, help="where to look for the events (default: the look-back)")
-@click.option("--end", default=None)
+@click.option("--row", "row_numbers", type=int, multiple=True, help="row number of `stsync events` (repeat)")
+@click.option("--technician", "technician_names", multiple=True, help="every postable row of this technician")
+@click.option("--all", "all_rows", is_flag=True, help="every postable row of the window")
+@click.option("--event", "event_ids", type=int, multiple=True, help="clock event id (repeat)")
+@click.option("--cost-code", "--cost-code-id", "cost_code", default=None, help=COST_CODE_HELP)
+@click.option("--cost-type", "--line-item-type-id", "cost_type", default=None,
+              help=COST_TYPE_HELP + " (default: the only Labor cost type)")
+@click.option("--start", default=None, help="first local date of the events table (default: --end)")
+@click.option("--end", default=None, help="last local date (default: today in the project's zone)")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def sync_events(project_id: int, event_ids: tuple[int, ...], cost_code_id: int, line_item_type_id: int,
-                start: str | None, end: str | None, as_json: bool) -> None:
-    """The manual flow: post the chosen clock events with one cost code and cost type."""
-    outcome = syncing.sync_selected(project_id, event_ids, cost_code_id, line_item_type_id, start, end)
-    emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
+def sync_events(project_id: int, row_numbers: tuple[int, ...], technician_names: tuple[str, ...], all_rows: bool,
+                event_ids: tuple[int, ...], cost_code: str | None, cost_type: str | None, start: str | None,
+                end: str | None, as_json: bool) -> None:
+    """The manual flow: post chosen clock events of PROJECT_ID with one cost code. Choose rows of `stsync events`
+    (same --start/--end), a technician, all, or event ids; on a terminal, without a choice, it asks."""
+    ask = sys.stdin.isatty() and sys.stdout.isatty() and not as_json
+    view = None
+    if row_numbers or technician_names or all_rows or not event_ids or not (cost_code and cost_type):
+        view = syncing.clock_events(project_id, start, end)
+    chosen = list(event_ids)
+    if view is not None:
+        rows = pick_rows(view, row_numbers, technician_names, all_rows)
+        if not rows and not event_ids:
+            if not ask:
+                raise InvalidArgument("choose events with --row N (see `stsync events`), --technician NAME, --all "
+                                      "or --event ID")
+            rows = ask_rows(view)
+        chosen += [r.clock_event_id for r in rows if r.clock_event_id is not None]
+    cost_code_id = _cost_code(project_id, cost_code, view, ask)
+    cost_type_id = _cost_type(cost_type, view, ask)
+    outcome = syncing.sync_selected(project_id, list(dict.fromkeys(chosen)), cost_code_id, cost_type_id, start, end)
+    emit(outcome.to_dict(), as_json, lambda: print_manual(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
+
+
+def pick_rows(view: ClockEventsView, numbers: Iterable[int], technicians: Iterable[str], every: bool) -> list[EventRow]:
+    """Rows by number, by technician (part of the name) or all postable ones; a row that can't be posted is
+    refused by number and name, with its status."""
+    by_number = {r.number: r for r in view.rows}
+    picked: list[EventRow] = []
+    for n in numbers:
+        row = by_number.get(n)
+        if row is None:
+            span = f"rows 1-{len(view.rows)}" if view.rows else "no rows"
+            raise InvalidArgument(f"--row {n} is not in the events table of {view.window.start} to "
+                                  f"{view.window.end} ({span}); use the same --start and --end as `stsync events`")
+        if not row.selectable:
+            raise InvalidArgument(f"--row {n} ({row.technician} on {row.date}) can't be posted: {row.status}")
+        picked.append(row)
+    for name in technicians:
+        theirs = [r for r in view.rows if name.lower() in (r.technician or "").lower()]
+        postable = [r for r in theirs if r.selectable]
+        if not postable:
+            why = "no rows" if not theirs else "no row that can be posted"
+            raise InvalidArgument(f"--technician {name!r} has {why} in {view.window.start} to {view.window.end}")
+        picked += postable
+    if every:
+        picked += [r for r in view.rows if r.selectable]
+        if not picked:
+            raise InvalidArgument(f"no row of {view.window.start} to {view.window.end} can be posted")
+    return list({r.number: r for r in picked}.values())
+
+
+def ask_rows(view: ClockEventsView) -> list[EventRow]:
+    postable = [r for r in view.rows if r.selectable]
+    if not postable:
+        raise InvalidArgument(f"no row of {view.window.start} to {view.window.end} can be posted")
+    print_events(view)
+    answer = Prompt.ask("Rows to post (e.g. 1,3,5-7 or all)", console=console())
+    numbers = {r.number for r in postable} if answer.strip().lower() == "all" else _numbers(answer)
+    return pick_rows(view, sorted(numbers), (), False)
+
+
+def _numbers(text: str) -> set[int]:
+    found: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise InvalidArgument(f"rows must look like 1,3,5-7 or all, got {text!r}")
+        found.update(range(int(first), int(last or first) + 1))
+    return found
+
+
+def _cost_code(project_id: int, given: str | None, view: ClockEventsView | None, ask: bool) -> int:
+    if given:
+        return project_service.resolve_cost_code(project_id, given)
+    choices = view.cost_codes if view is not None else []
+    listed = "\n".join(f"  {c.label}" for c in choices) or "  (none: the project has no budgeted Labor cost code)"
+    if not ask or not choices:
+        raise InvalidArgument(f"give --cost-code (by its code, e.g. 01-100). Labor cost codes:\n{listed}")
+    say("Labor cost codes:")
+    for n, c in enumerate(choices, start=1):
+        say(f"  {n}. {c.label}")
+    picked = Prompt.ask("Cost code", choices=[str(n) for n in range(1, len(choices) + 1)], console=console())
+    return choices[int(picked) - 1].id
+
+
+def _cost_type(given: str | None, view: ClockEventsView | None, ask: bool) -> int:
+    if given:
+        return project_service.resolve_cost_type(given)
+    choices = view.cost_types if view is not None else []
+    if len(choices) == 1:
+        return choices[0].id
+    names = ", ".join(c.label for c in choices) or "(none)"
+    if not ask or not choices:
+        raise InvalidArgument(f"give --cost-type (by its name). Labor cost types: {names}")
+    picked = Prompt.ask("Cost type", choices=[c.label for c in choices], console=console())
+    return next(c.id for c in choices if c.label == picked)
+
+
+def print_manual(outcome: RunOutcome) -> None:
+    """Each chosen entry by technician, day and hours: posted, or why not."""
+    r = outcome.report
+    if r is None or not r.entries:
+        print_outcome(outcome)
+        return
+    say(f"{r.project_name} (Procore project {r.project_id}): {r.posted} posted, {r.hours} hours")
+    for e in r.entries:
+        status = e["status"].replace("_", " ")
+        why = f": {e['message']}" if e.get("message") else ""
+        say(f"  {status:<8}{e['technician']} on {e['date']}, {e['hours'] or '?'} hours, "
+            f"{e.get('cost_code') or 'cost code ' + str(e.get('cost_code_id'))}{why}",
+            None if e["status"] == LedgerStatus.posted.value else "red")
+    for line in r.problem_lines():
+        say(f"  {line}", "red")
+    say(f"  budget  {r.budget_note}")
+
+
+# ---------------------------------------------------------------------------- history
 
 
 @cli.command("ledger")
 @click.argument("project_id", type=int)
 @click.option("--status", type=click.Choice([s.value for s in LedgerStatus]), default=None)
+@click.option("--technician", default=None, help="part of a technician's name")
+@click.option("--start", default=None, help="first work date, YYYY-MM-DD")
+@click.option("--end", default=None, help="last work date, YYYY-MM-DD")
 @click.option("--limit", type=int, default=500)
+@click.option("--wide", is_flag=True, help="every column, however wide")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def ledger(project_id: int, status: str | None, limit: int, as_json: bool) -> None:
+def ledger(project_id: int, status: str | None, technician: str | None, start: str | None, end: str | None,
+           limit: int, wide: bool, as_json: bool) -> None:
     """The ledger rows of PROJECT_ID: what stsync posted, skipped, or holds for review, and why."""
-    data = [r.to_dict() for r in history.list_ledger(project_id, status=status, limit=limit)]
-    emit(data, as_json, lambda: print_table(data, LEDGER_COLUMNS))
+    data = [r.to_dict() for r in history.list_ledger(project_id, status=status, technician=technician, start=start,
+                                                      end=end, limit=limit)]
+    emit(data, as_json, lambda: print_table(data, WIDE_LEDGER_COLUMNS if wide else LEDGER_COLUMNS, wide=wide,
+                                            wrap=("technician", "cost_code", "detail")))
 
 
-LEDGER_COLUMNS = [("source_key", "source"), ("technician", "technician"), ("date", "date"), ("hours", "hours"),
-                  ("cost_code", "cost code"), ("status", "status"), ("reason", "reason"),
-                  ("procore_entry_id", "Procore id"), ("detail", "detail")]
+LEDGER_COLUMNS = [("technician", "technician"), ("date", "date"), ("activity", "activity"), ("hours", "hours"),
+                  ("cost_code", "cost code"), ("status", "status"), ("detail", "detail")]
+WIDE_LEDGER_COLUMNS = [("source_key", "source"), *LEDGER_COLUMNS[:6], ("reason", "reason"), ("detail", "detail"),
+                       ("cost_type", "cost type"), ("procore_entry_id", "Procore id"),
+                       ("approval_status", "approval")]
 
 
 @cli.command("runs")
@@ -533,12 +790,13 @@ LEDGER_COLUMNS = [("source_key", "source"), ("technician", "technician"), ("date
 def runs(project_id: int | None, limit: int, as_json: bool) -> None:
     """Recent sync runs: trigger, window, status, counts and duration."""
     data = [r.to_dict() for r in history.list_runs(project_id, limit)]
-    emit(data, as_json, lambda: print_table(data, RUN_COLUMNS))
+    emit(data, as_json, lambda: print_table(data, RUN_COLUMNS, empty="(no runs yet)", wrap=("project_name", "error"),
+                                            row_style=lambda r: "red" if r["error"] else None))
 
 
 RUN_COLUMNS = [("id", "run"), ("project_name", "project"), ("trigger", "trigger"), ("window", "window"),
                ("status", "status"), ("posted", "posted"), ("hours", "hours"), ("skipped", "skipped"),
-               ("failed", "failed"), ("needs_review", "review"), ("duration_s", "secs"), ("error", "note")]
+               ("failed", "failed"), ("duration_s", "secs"), ("error", "note")]
 
 
 @cli.command("retry")
@@ -549,11 +807,112 @@ def retry(project_id: int, as_json: bool) -> None:
     """Send the failed entries of PROJECT_ID again (after fixing what Procore refused), and look up unknown ones."""
     outcome = syncing.retry_failed(project_id)
     if outcome is None:
-        emit({"retried": 0}, as_json, lambda: click.echo(f"project {project_id} has nothing to retry"))
+        emit({"retried": 0}, as_json, lambda: say(f"project {project_id} has nothing to retry"))
         return
     emit(outcome.to_dict(), as_json, lambda: print_outcome(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------- keys, console, users, digests
+
+
+@cli.command("rotate-key")
+@handled
+def rotate_key() -> None:
+    """Re-encrypt every stored secret with the newest key of STSYNC_SECRET_KEYS (then drop the old key)."""
+    n = connection_service.rotate_key()
+    say(f"{n} stored secret(s) re-encrypted with the newest key; the older keys can be removed from "
+        "STSYNC_SECRET_KEYS now")
+
+
+@cli.command("web")
+@click.option("--bind", default=None, help="host:port (default WEB_BIND, 127.0.0.1:8000)")
+@handled
+def web(bind: str | None) -> None:
+    """Serve the web console (gunicorn) until stopped."""
+    from worker.web.app import serve
+
+    problem = database_problem()
+    if problem:
+        _fail(problem)
+    serve(bind)
+
+
+@cli.group()
+def user() -> None:
+    """People who sign in to the web console."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "payroll"]), required=True,
+              help="admin: everything; payroll: projects, events, syncs, runs, the ledger")
+@click.option("--password", envvar="STSYNC_USER_PASSWORD", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="asked for (hidden) when not in STSYNC_USER_PASSWORD")
+@handled
+def user_add(email: str, role: str, password: str) -> None:
+    """Add a console user (or give an existing one a new password and role)."""
+    from worker.service.users import add_user
+
+    added = add_user(email, password, role)
+    say(f"{added.email} can sign in to the console as {added.role}")
+
+
+@cli.command("digest")
+@click.option("--print", "print_it", is_flag=True, help="show the digest here")
+@click.option("--send", is_flag=True, help="mail it now to the company's recipients (or --to)")
+@click.option("--to", "recipients", multiple=True, help="an address to send it to (repeat)")
+@click.option("--company-id", type=int, default=None, help="the Procore company, when several are connected")
+@handled
+def digest(print_it: bool, send: bool, recipients: tuple[str, ...], company_id: int | None) -> None:
+    """The daily digest: yesterday's posted hours and what needs a person."""
+    from worker.service import digest as digest_service
+
+    if print_it == send:
+        raise InvalidArgument("give exactly one of --print and --send")
+    if print_it:
+        click.echo(digest_service.build_digest(company_id=company_id, look_up_names=True).as_text())
+        return
+    sent = digest_service.send_now(company_id=company_id, recipients=recipients or None)
+    if not sent.sent:
+        _fail(f"the digest of {sent.company_name} was not sent: {sent.error}")
+    say(f"digest of {sent.company_name} for {sent.day} sent to {', '.join(sent.recipients)}")
+
+
+@cli.group()
+def webhooks() -> None:
+    """Changes pushed by ServiceTrade and Procore to the console, so syncs start within a minute."""
+
+
+@webhooks.command("register")
+@click.argument("source", type=click.Choice(["servicetrade", "procore"]))
+@click.option("--url", required=True, help="the console's public https URL")
+@click.option("--company-id", type=int, default=None)
+@handled
+def webhooks_register(source: str, url: str, company_id: int | None) -> None:
+    """Create (or update) our webhook at SOURCE, delivering to the console at URL."""
+    from worker.service import webhooks as webhook_service
+
+    register = webhook_service.register_servicetrade if source == "servicetrade" else webhook_service.register_procore
+    done = register(url, company_id=company_id)
+    say(f"{source} webhook {done.hook_id} {done.action}: delivers {', '.join(done.events)} to {done.url}")
+
+
+@webhooks.command("status")
+@click.option("--company-id", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def webhooks_status(company_id: int | None, as_json: bool) -> None:
+    """Whether each webhook is registered, its last delivery and deliveries by outcome."""
+    from worker.service import webhooks as webhook_service
+
+    data = [h.to_dict() for h in webhook_service.status(company_id)]
+    rows = [{**d, "outcomes": ", ".join(f"{k} {v}" for k, v in sorted(d["outcomes"].items())) or "none"}
+            for d in data]
+    emit(data, as_json, lambda: print_table(rows, [("source", "source"), ("registered", "registered"),
+                                                   ("detail", "detail"), ("last_received_at", "last delivery"),
+                                                   ("outcomes", "deliveries")]))
 
 
 def main() -> None:

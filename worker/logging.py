@@ -80,15 +80,18 @@ _configured = False
 
 
 def configure_logging(log_format: str | None = None, level: str | None = None, *, force: bool = False) -> None:
-    """Configure structlog and the standard library once per process."""
+    """Configure structlog and the standard library once per process. Unless told otherwise (arguments, then
+    LOG_FORMAT and LOG_LEVEL), a person at a terminal gets short console lines at WARNING and everything else
+    (workers, pipes, files) JSON at INFO."""
     global _configured
     if _configured and not force:
         return
     from worker.settings import get_settings
 
     settings = get_settings()
-    log_format = log_format or settings.log_format
-    level = (level or settings.log_level).upper()
+    on_terminal = sys.stderr.isatty()
+    log_format = log_format or settings.log_format or ("console" if on_terminal else "json")
+    level = (level or settings.log_level or ("WARNING" if on_terminal else "INFO")).upper()
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -102,7 +105,7 @@ def configure_logging(log_format: str | None = None, level: str | None = None, *
     renderer: Any = (
         structlog.processors.JSONRenderer(default=str)
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=on_terminal)
     )
     structlog.configure(
         processors=[*shared[:-3], structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -1,22 +1,38 @@
-"""Typed settings read from the environment (DESIGN §8), one place for every knob."""
+"""Typed settings (DESIGN §8), one place for every knob: read from the environment, then from the config file
+that `stsync init` writes (the environment wins)."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The demo runs on embedded defaults, so it needs a key; anything else must bring its own.
 DEMO_SECRET_KEY = "c3RzeW5jIGRlbW8ga2V5OiBub3QgZm9yIHByb2QhISE="  # 32 bytes, public on purpose
 MAKE_A_KEY = "  python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+APP_NAME = "stsync"
+
+
+def config_path() -> Path:
+    """The config file: the path STSYNC_CONFIG names, or `stsync.env` in the user's config folder."""
+    named = os.environ.get("STSYNC_CONFIG")
+    return Path(named).expanduser() if named else Path(user_config_dir(APP_NAME)) / "stsync.env"
+
+
+def default_database_url() -> str:
+    """SQLite in the user's data folder, so that every working folder sees the same database."""
+    return f"sqlite:///{Path(user_data_dir(APP_NAME)) / 'stsync.db'}"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
-    database_url: str = "sqlite:///stsync.db"
+    database_url: str = Field(default_factory=default_database_url)
     celery_broker_url: str = "redis://localhost:6379/0"
     redis_url: str | None = Field(
         default=None, description="Redis for the shared Procore rate budget; defaults to the broker URL"
@@ -29,8 +45,9 @@ class Settings(BaseSettings):
         default=None, description="comma-separated Fernet keys, newest first: the newest encrypts, all decrypt"
     )
     stsync_demo: bool = False
-    log_format: Literal["json", "console"] = "json"
-    log_level: str = "INFO"
+    # Unset: short console lines at WARNING on a terminal, JSON at INFO elsewhere (workers, pipes, files).
+    log_format: Literal["json", "console"] | None = None
+    log_level: str | None = None
 
     http_timeout_s: float = 30.0
     sync_soft_time_limit_s: int = 1500
@@ -111,14 +128,16 @@ class MissingSecretKey(RuntimeError):
     def __init__(self) -> None:
         super().__init__(
             "STSYNC_SECRET_KEY is not set (nor STSYNC_SECRET_KEYS). Stored credentials are encrypted with it. "
-            f"Make one with\n{MAKE_A_KEY}\nand export STSYNC_SECRET_KEY=<that value> "
+            "Run `stsync init` to write a config file with a new key, or make one with\n"
+            f"{MAKE_A_KEY}\nand export STSYNC_SECRET_KEY=<that value> "
             "(keep it safe: without it the stored credentials are unreadable)."
         )
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    path = config_path()
+    return Settings(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
 
 
 def reset_settings() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from html import unescape
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -272,9 +273,11 @@ class ApiSession:
         raise send.map_error(call, response, message)
 
     def _transport_error(self, call: Call, exc: Exception, repeatable: bool) -> ApiError:
+        # The host is named: a person reading "could not connect" needs to know which address was tried.
+        host = urlsplit(self.base_url).netloc
         if _never_sent(exc):
-            return call.fail(TransientError, f"could not connect ({type(exc).__name__})")
-        what = _describe_transport(exc)
+            return call.fail(TransientError, f"could not connect to {host} ({type(exc).__name__})")
+        what = f"{_describe_transport(exc)} ({host})"
         if repeatable:
             return call.fail(TransientError, what)
         return call.fail(OutcomeUnknown, f"{what} after the request was sent; the write may or may not have "

@@ -296,6 +296,10 @@ class ProcoreClient:
         return self._object(f"{REST}/projects/{{id}}", f"{REST}/projects/{project_id}",
                             {"company_id": self.company_id})
 
+    def projects(self) -> Iterator[dict[str, Any]]:
+        """The company's active projects: `id, name, display_name, project_number, city, state_code, ...`."""
+        return self._pages(f"{REST}/projects", f"{REST}/projects", [("company_id", self.company_id)])
+
     def company_configuration(self) -> dict[str, Any]:
         """Includes `projects_timecard_in_out_enabled`: projects that record start/stop times."""
         return self._object(f"{REST}/company_configuration", f"{REST}/company_configuration",

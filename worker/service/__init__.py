@@ -7,8 +7,10 @@ from worker.service.connections import ServiceTradeConnected as ServiceTradeConn
 from worker.service.connections import connect_procore as connect_procore
 from worker.service.connections import connect_servicetrade as connect_servicetrade
 from worker.service.projects import ProjectDetail as ProjectDetail
+from worker.service.projects import ProjectListing as ProjectListing
 from worker.service.projects import check_project as check_project
 from worker.service.projects import link_project as link_project
+from worker.service.projects import list_projects as list_projects
 from worker.service.projects import list_technicians as list_technicians
 from worker.service.projects import show_project as show_project
 from worker.service.rules import RuleView as RuleView

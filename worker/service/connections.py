@@ -11,6 +11,7 @@ from worker.clients.errors import NeedsReauthorization
 from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
 from worker.clients.servicetrade import ServiceTradeClient
 from worker.connections import EXPIRED_AT, procore_client, servicetrade_client
+from worker.crypto import reencrypt_all
 from worker.db import session_scope
 from worker.inputs import InvalidArgument, positive_id
 from worker.logging import register_secret
@@ -110,3 +111,11 @@ def procore_of(s: Session) -> tuple[Connection, ProcoreClient]:
     if conn.procore_needs_reauth:
         raise NeedsReauthorization("procore", "-", "stored connection", None, conn.procore_needs_reauth)
     return conn, procore_client(conn)
+
+
+def rotate_key() -> int:
+    """Re-encrypt every stored secret under the newest key (the first of STSYNC_SECRET_KEYS) and commit; returns
+    how many secrets were rewritten. A secret no configured key opens leaves every row as it was."""
+    get_settings().secret_key()
+    with session_scope() as s:
+        return reencrypt_all(s)
