@@ -85,15 +85,17 @@ def test_a_company_id_that_is_not_a_number_is_still_malformed(stub: Stub) -> Non
 # ------------------------------------------------------------------------------------------------ pages
 
 
-def test_pages_without_total_pages_are_read_until_a_short_page(stub: Stub) -> None:
+def test_pages_without_total_pages_are_read_past_a_short_page_until_an_empty_one(stub: Stub) -> None:
+    # ST-3: the server may cap pages below `limit`, so a short page is not the last one when nothing says so.
     stub.answer(200, {"data": {"page": 1, "events": [event(1), event(2)]}})
     stub.answer(200, {"data": {"page": 2, "events": [event(3)]}})
-    stub.answer(200, {"data": {"page": 3, "events": [event(4)]}})  # never asked for
+    stub.answer(200, {"data": {"page": 3, "events": [event(4)]}})
+    stub.answer(200, {"data": {"page": 4}})  # the loose reading's empty page: no list at all
     with capture_logs() as logs:
         got = list(session_client(stub).clock_events(limit=2))
-    assert [e["id"] for e in got] == [1, 2, 3]
-    assert pages_asked(stub) == ["1", "2"]
-    assert readings(logs) == ["pages_without_total"]  # once per client, not once per page
+    assert [e["id"] for e in got] == [1, 2, 3, 4]
+    assert pages_asked(stub) == ["1", "2", "3", "4"]
+    assert readings(logs) == ["pages_without_total", "missing_list"]  # once per client, not once per page
 
 
 def test_pages_without_total_pages_stop_on_an_empty_page(stub: Stub) -> None:
@@ -121,9 +123,9 @@ def test_a_list_missing_from_data_is_read_as_empty(stub: Stub) -> None:
 
 
 def test_each_lenient_reading_is_logged_once_per_client(stub: Stub) -> None:
-    for _ in range(2):
+    for _ in range(3):  # three lists of one page each, the empty page ending each
         stub.answer(200, {"data": {"page": 1, "events": [event(1)]}})
-    stub.answer(200, {"data": {"page": 1, "events": [event(1)]}})
+        stub.answer(200, {"data": {"page": 2, "events": []}})
     first = session_client(stub)
     with capture_logs() as logs:
         list(first.clock_events())
@@ -161,15 +163,16 @@ def test_a_webhook_is_created_with_its_url_entity_events_and_changesets(stub: St
 
 def test_webhooks_are_listed_updated_and_deleted(stub: Stub) -> None:
     stub.answer(200, {"data": {"webhooks": [{"id": 41, "hookUrl": "https://a"}, {"id": 42, "hookUrl": "https://b"}]}})
+    stub.answer(200, {"data": {"webhooks": []}})  # no totalPages: the empty page 2 ends the list
     stub.answer(200, {"data": {"id": 41, "enabled": False}})
     stub.answer(204)
     st = session_client(stub)
     assert [h["id"] for h in st.list_webhooks()] == [41, 42]
     assert st.update_webhook(41, enabled=False, entity_events={"clockevent": EVENTS})["enabled"] is False
-    assert (stub.received[1]["method"], stub.received[1]["path"]) == ("PUT", "/webhook/41")
-    assert sent_json(stub, 1) == {"enabled": False, "entityEvents": [{"entityType": "clockevent", "events": EVENTS}]}
+    assert (stub.received[2]["method"], stub.received[2]["path"]) == ("PUT", "/webhook/41")
+    assert sent_json(stub, 2) == {"enabled": False, "entityEvents": [{"entityType": "clockevent", "events": EVENTS}]}
     st.delete_webhook(41)
-    assert (stub.received[2]["method"], stub.received[2]["path"]) == ("DELETE", "/webhook/41")
+    assert (stub.received[3]["method"], stub.received[3]["path"]) == ("DELETE", "/webhook/41")
     stub.answer(200, {})
     st.delete_webhook(42)  # the other answer ServiceTrade gives a DELETE
 

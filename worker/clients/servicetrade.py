@@ -4,11 +4,12 @@ Session login is the default: POST /auth, then `Cookie: PHPSESSID=<authToken>` o
 means log in once more and repeat the call. OAuth2 is the alternative when the connection has a client id and
 secret: a Bearer token from POST /oauth2/token (client credentials; the refresh token it comes with is used to renew
 it), renewed once on a 401. Either way `on_session` hears every new token so the caller can store it encrypted.
-Lists are generators that read page after page until `page == totalPages`, whatever size the pages are.
+Lists are generators that read page 1, then the other pages PAGE_READERS at a time, and give the items out in the
+server's order until `page == totalPages`, whatever size the pages are.
 
 Answers are read as ServiceTrade's official SDK reads them (ST-9): the identity call with or without its `data`
-envelope, a page without `totalPages` as the last one when it is short or empty, numbers sent as strings as
-numbers, a list missing from `data` as empty. Each of these is logged once per client, the first time it is met.
+envelope, pages without `totalPages` read one by one until an empty one (a short page is not the last when the
+server caps page sizes), numbers sent as strings as numbers, a list missing from `data` as empty. Each of these is logged once per client, the first time it is met.
 Webhooks (ST-10) are registered through the client; their wire shape stays in here.
 """
 
@@ -16,10 +17,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import json
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +39,9 @@ SERVICE = "servicetrade"
 # OAuth tokens are renewed this long before they expire, as ServiceTrade's own SDKs do.
 TOKEN_EARLY_S = 300
 PAGE_LIMIT = 1000  # ask for big pages; the server may still answer smaller ones (ST-3)
+# Pages of one list read at once. ServiceTrade publishes no rate limit, only that it keeps a limited number of
+# sessions per user: the pages share the client's one session, and a few requests in flight keep the load modest.
+PAGE_READERS = 4
 AUTH_ENDPOINTS = frozenset({"/auth", "/oauth2/token"})
 
 log = structlog.get_logger("stsync.servicetrade")
@@ -73,6 +82,9 @@ class ServiceTradeClient:
         self._refresh_token: str | None = None
         self._me: dict[str, Any] | None = None
         self._auth = Auth(self._auth_headers, self._renew)
+        # Pages read side by side may find the session missing or expired together: one of them logs in, the
+        # others see the new credentials (reentrant: logging in sets the token under it).
+        self._auth_lock = threading.RLock()
         self._readings_seen: set[str] = set()
 
     # ------------------------------------------------------------------ auth (ST-2)
@@ -143,23 +155,25 @@ class ServiceTradeClient:
         return {"Cookie": f"PHPSESSID={self.session_token}"}
 
     def _auth_headers(self) -> Mapping[str, str]:
-        if self.session_token is None or self.clock() >= self._expires_at - TOKEN_EARLY_S:
-            if self.oauth:
-                self._new_access_token()
-            else:
-                self.login()
-        return self._credentials()
+        with self._auth_lock:
+            if self.session_token is None or self.clock() >= self._expires_at - TOKEN_EARLY_S:
+                if self.oauth:
+                    self._new_access_token()
+                else:
+                    self.login()
+            return self._credentials()
 
     def _renew(self, rejected: Mapping[str, str]) -> None:
         """After a 401: the session expired or the token was dropped. Log in (or fetch a token) again, unless
         the credentials have already changed since that call was sent."""
-        current = self._credentials()
-        if current and any(rejected.get(name) != value for name, value in current.items()):
-            return
-        if self.oauth:
-            self._new_access_token()
-        else:
-            self.login()
+        with self._auth_lock:
+            current = self._credentials()
+            if current and any(rejected.get(name) != value for name, value in current.items()):
+                return
+            if self.oauth:
+                self._new_access_token()
+            else:
+                self.login()
 
     def _set_token(self, token: str | None, expires_at: float) -> None:
         self.api.add_secrets(token)
@@ -226,30 +240,75 @@ class ServiceTradeClient:
         return expect(self._data(response, call), dict, "data", call, response)
 
     def _pages(self, path: str, plural: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every item of a list, page by page until `page == totalPages` (ST-3), or, where a page has no
-        `totalPages` (ST-9), until a page is short or empty: a generator, so a long list is never held whole.
-        With `totalPages` no page size is assumed (the server may answer fewer items than `limit`)."""
+        """Every item of a list, in the server's order: a generator, so a long list is never held whole.
+
+        Page 1 says how many pages there are (`totalPages`, ST-3); the others are read PAGE_READERS at a time and
+        given out in order, until a page answers `page >= totalPages` (each page's own count is believed, as a
+        list that grows while it is read says so on its later pages). No page size is assumed: the server may
+        answer fewer items than `limit`. A page without `totalPages` (ST-9) leaves the end unknown, and a short
+        page proves nothing when the server caps pages below `limit`: those are read one after the other until
+        a page comes back empty (one request more than the items need)."""
         call = self.api.call("GET", path)
         query = {k: _param(v) for k, v in params.items() if v is not None}
         query.setdefault("limit", PAGE_LIMIT)
+        read = _PageReader(self, call, path, plural, query)
+        items, total = read(1)
+        yield from items
+        if total is None:
+            yield from self._pages_until_empty(read, bool(items))
+        elif total > 1:
+            yield from self._pages_side_by_side(read, total)
+
+    @staticmethod
+    def _pages_until_empty(read: _PageReader, more: bool) -> Iterator[dict[str, Any]]:
         page = 1
-        while True:
-            response = self.api.request(call, path, params={**query, "page": page}, auth=self._auth)
-            data = expect(self._data(response, call), dict, "data", call, response)
-            items = self._page_items(data, plural, call, response)
-            answered = self._number(data.get("page"), "data.page", call, response, optional=True)
-            if answered is not None and answered != page:
-                # A server that ignores `page` would, without totalPages, be read for ever.
-                raise call.fail(MalformedResponse, f"page {page} was asked and page {answered} came back", response)
-            yield from items
-            total = self._number(data.get("totalPages"), "data.totalPages", call, response, optional=True)
-            if total is None:
-                self._reading("pages_without_total", call)
-                if len(items) < int(query["limit"]):
-                    return
-            elif page >= total:
-                return
+        while more:
             page += 1
+            items, _ = read(page)
+            yield from items
+            more = bool(items)
+
+    @staticmethod
+    def _pages_side_by_side(read: _PageReader, total: int) -> Iterator[dict[str, Any]]:
+        """Pages 2.. of a list whose page 1 said `total`, PAGE_READERS requests in flight at most."""
+        pending: deque[tuple[int, Future[tuple[list[dict[str, Any]], int | None]]]] = deque()
+        asked = 1
+        pool = ThreadPoolExecutor(PAGE_READERS, thread_name_prefix="servicetrade-page")
+        try:
+            while True:
+                while len(pending) < PAGE_READERS and asked < total:
+                    asked += 1
+                    # In this thread's context, so that its requests log with the run they belong to.
+                    pending.append((asked, pool.submit(contextvars.copy_context().run, read, asked)))
+                if not pending:
+                    return
+                page, future = pending.popleft()
+                items, said = future.result()
+                yield from items
+                if said is None:  # this page no longer says: an empty one ends the list (ST-9)
+                    said = page + 1 if items else page
+                if page >= said:
+                    return
+                total = said
+        finally:
+            for _, future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    def _page(self, call: Call, path: str, plural: str, query: Mapping[str, Any], page: int
+              ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page's items and its `totalPages` (None when it has none, ST-9)."""
+        response = self.api.request(call, path, params={**query, "page": page}, auth=self._auth)
+        data = expect(self._data(response, call), dict, "data", call, response)
+        items = self._page_items(data, plural, call, response)
+        answered = self._number(data.get("page"), "data.page", call, response, optional=True)
+        if answered is not None and answered != page:
+            # A server that ignores `page` would, without totalPages, be read for ever.
+            raise call.fail(MalformedResponse, f"page {page} was asked and page {answered} came back", response)
+        total = self._number(data.get("totalPages"), "data.totalPages", call, response, optional=True)
+        if total is None:
+            self._reading("pages_without_total", call)
+        return items, total
 
     def _page_items(self, data: Mapping[str, Any], plural: str, call: Call, response: requests.Response
                     ) -> list[dict[str, Any]]:
@@ -375,6 +434,20 @@ class ServiceTradeClient:
         """Unsubscribe a hook. The body is not read: ServiceTrade answers a DELETE with 204 or with `{}`."""
         call = self.api.call("DELETE", "/webhook/{id}")
         self.api.request(call, f"/webhook/{int(webhook_id)}", auth=self._auth)
+
+
+@dataclass(frozen=True)
+class _PageReader:
+    """Reads page N of one list (the same call, path and query every time); safe to call from several threads."""
+
+    client: ServiceTradeClient
+    call: Call
+    path: str
+    plural: str
+    query: Mapping[str, Any]
+
+    def __call__(self, page: int) -> tuple[list[dict[str, Any]], int | None]:
+        return self.client._page(self.call, self.path, self.plural, self.query, page)
 
 
 def _map_error(call: Call, response: requests.Response, message: str) -> ApiError:
