@@ -148,7 +148,8 @@ def test_the_page_names_the_rounding_rule_and_reds_out_technicians_without_an_em
     red = [r for r in rows if "problem" in r.css]
     assert {r.technician.split(" ⚠")[0] for r in red} >= {"James Johansson", "Aisha Kowalski"}
     assert all(r.disabled for r in red)
-    assert all("fix on the technicians page" in r.technician for r in red)
+    assert all("no valid Employee ID" in r.technician for r in red)
+    assert all("Fix on the technicians page" in r.cells[9] for r in red)
     assert not any(r.disabled for r in rows if "problem" not in r.css and "not synced" in r.cells[9])
     # By the piece's rounded start (a piece after midnight starts at 00:00), or the punch for a break.
     order = [

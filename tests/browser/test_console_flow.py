@@ -6,11 +6,18 @@ with one cost code and two more with a second, checked in the Procore emulator."
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
+from ..helpers import live_entries, source_key_of
 from .conftest import Console, Pages
+
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-clock-events.png"
 
 
 def sign_in(page: Page, console: Console) -> None:
@@ -50,7 +57,50 @@ def open_project(page: Page, project_id: int) -> None:
     expect(page.get_by_role("heading", name="Before you begin")).to_be_visible()
 
 
-def test_office_admin_connects_checks_and_links_projects(
+def tick(page: Page, count: int, skip: set[str]) -> dict[str, tuple[str, str, str]]:
+    """Tick the first `count` selectable rows not in `skip`; their source keys with the rounded in, out and hours
+    the table shows."""
+    ticked: dict[str, tuple[str, str, str]] = {}
+    for row in page.locator("table.events tbody tr").all():
+        key = row.get_attribute("data-source-key") or ""
+        box = row.locator("input[name=event]")
+        if key in skip or box.is_disabled():
+            continue
+        box.check()
+        ticked[key] = cells(row, 6, 7, 8)
+        if len(ticked) == count:
+            break
+    assert len(ticked) == count, f"only {len(ticked)} rows could be ticked"
+    return ticked
+
+
+def cells(row: Locator, *indexes: int) -> tuple[str, ...]:
+    return tuple(row.locator("td").nth(i).inner_text().strip() for i in indexes)
+
+
+def landed(emulator: Any, project_id: int, zone: ZoneInfo) -> dict[str, tuple[str, str, str, int]]:
+    """What Procore holds for the project: per source key, the local times, hours and cost code."""
+    def hm(instant: str) -> str:
+        return datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(zone).strftime("%H:%M")
+
+    return {source_key_of(e): (hm(e["time_in"]), hm(e["time_out"]), f"{Decimal(e['hours']):.2f}",
+                               int(e["cost_code"]["id"]))
+            for e in live_entries(emulator, project_id)}
+
+
+def sync_ticked(pages: Pages, cost_code: str, expected: int) -> None:
+    page = pages.page
+    page.get_by_label("Cost code").select_option(label=cost_code)
+    page.get_by_label("Cost type").select_option(label="Labor")
+    page.get_by_role("button", name="Sync Entries to Procore").click()
+    expect(page.get_by_role("heading", name=re.compile("Sync result"))).to_be_visible(timeout=60_000)
+    expect(page.locator("main")).to_contain_text(f"{expected} entr{'y' if expected == 1 else 'ies'} posted")
+    expect(page.locator("main")).to_contain_text("count toward the Labor budget at once")
+    assert page.locator("main table tbody tr").count() == expected
+    pages.snap(f"sync-result-{expected}")
+
+
+def test_office_admin_walks_the_whole_manual_flow(
     pages: Pages,
     console: Console,
     world: dict[str, Any],
@@ -82,3 +132,47 @@ def test_office_admin_connects_checks_and_links_projects(
     )
     assert re.search(r"/job/\d+$", job.get_attribute("href") or "")
     pages.snap("project-linked")
+
+    page.get_by_role("link", name="Open the clock events").click()
+    expect(page.get_by_role("heading", name=re.compile("Clock events"))).to_be_visible()
+    page.get_by_label("From").fill("2026-03-02")
+    page.get_by_label("To").fill("2026-03-06")
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("p.rule")).to_contain_text("Company rounding rule: nearest 15 minutes")
+    red = page.locator("table.events tbody tr.problem", has_text="James Johansson").first
+    expect(red).to_contain_text("no valid Employee ID")
+    expect(red).to_contain_text("has no Procore Employee ID")
+    expect(red.get_by_role("link", name="Fix on the technicians page")).to_be_visible()
+    expect(red.locator("input[name=event]")).to_be_disabled()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "the events table scrolls sideways"
+    pages.snap("clock-events")
+    README_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(README_SCREENSHOT), clip={"x": 0, "y": 0, "width": 1280, "height": 900})
+
+    zone = ZoneInfo(handles["project_zones"][str(linked)])
+    codes = handles["labor_cost_codes"][str(linked)]
+    first = tick(page, 3, skip=set())
+    sync_ticked(pages, "01-100 General Conditions Labor", 3)
+    in_procore = landed(emulator, linked, zone)
+    assert set(in_procore) == set(first), "Procore holds other entries than the three ticked"
+    for key, (time_in, time_out, hours) in first.items():
+        assert in_procore[key][:3] == (time_in, time_out, hours), "not the rounded times the table showed"
+    assert {v[3] for v in in_procore.values()} == {codes[0]["cost_code_id"]}
+
+    page.get_by_role("link", name="Back to the clock events").click()
+    expect(page.locator("table.events")).to_contain_text("01-100 General Conditions Labor")
+    second = tick(page, 2, skip=set(first))
+    sync_ticked(pages, "26-050 Electrical Labor", 2)
+    in_procore = landed(emulator, linked, zone)
+    assert set(in_procore) == set(first) | set(second)
+    assert {in_procore[k][3] for k in second} == {codes[1]["cost_code_id"]}
+    assert {in_procore[k][3] for k in first} == {codes[0]["cost_code_id"]}, "an entry moved to another code"
+
+    page.get_by_role("link", name="Back to the clock events").click()
+    for key in first:
+        expect(page.locator(f'tr[data-source-key="{key}"]')).to_contain_text("01-100 General Conditions Labor")
+    for key in second:
+        row = page.locator(f'tr[data-source-key="{key}"]')
+        expect(row).to_contain_text("26-050 Electrical Labor")
+        expect(row.locator("input[name=event]")).to_be_disabled()
+    pages.snap("clock-events-after")

@@ -44,10 +44,16 @@ def words(value: Any) -> str:
     return str(getattr(value, "value", value)).replace("_", " ")
 
 
+def sentence(value: str) -> str:
+    """Text that starts a sentence: its first letter in capitals, the rest as it is."""
+    return value[:1].upper() + value[1:]
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "hours": hours,
     "clock": clock,
     "instant": instant,
     "day": day,
     "words": words,
+    "sentence": sentence,
 }
