@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -132,8 +132,9 @@ class HeldLock:
         if self._lost is None:
             try:
                 held = self._conn.execute(_HOLDING, {"ns": _LOCK_NAMESPACE, "id": self.link_id}).scalar()
-            except DBAPIError as exc:
-                self._lost = f"its lock connection failed ({type(exc.orig).__name__ if exc.orig else exc})"
+            except SQLAlchemyError as exc:
+                cause = getattr(exc, "orig", None) or exc
+                self._lost = f"its lock connection failed ({type(cause).__name__})"
             else:
                 if not held:
                     self._lost = "the database no longer shows its lock"
@@ -166,7 +167,7 @@ def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterato
             finally:
                 try:
                     conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
-                except DBAPIError:
+                except SQLAlchemyError:
                     conn.invalidate()  # the connection (and with it the lock) is gone already
         return
     with _local_locks_guard:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from schedules.periods import Period
 from worker.db import session_scope
 from worker.enums import LedgerStatus
@@ -42,6 +44,8 @@ class Decisions:
     def get(self, kind: ActionKind) -> list[Action]:
         return self.by_kind.get(kind, [])
 
+
+log = structlog.get_logger("stsync.sync")
 
 # Rows whose entry a run would create (again): before it does, Procore is asked whether it exists already.
 ADOPTABLE = (LedgerStatus.skipped, LedgerStatus.deleted, LedgerStatus.failed)
@@ -184,16 +188,22 @@ class Applier:
             return
         found = self.poster.reconcile(list(again.values()))
         for row in again.values():
+            row.stored_status = row.status  # what the ledger holds: the claim compares against it
             entry_id, approval = found.get(row.id, (None, None))
             row.status = LedgerStatus.posted if row.id in found else LedgerStatus.deleted
             row.procore_entry_id, row.approval_status = entry_id, approval
         for action in decide({k: planned[k] for k in again if k in planned}, again, manual=manual):
             decisions.add(action)
-        # Absent from Procore and no longer planned in this scope: send the payload that was claimed.
-        stale = [row.id for key, row in again.items() if key not in planned and row.status == LedgerStatus.deleted]
+        # Absent from Procore and no longer planned in this scope: send the payload that was claimed, once this
+        # run holds the rows.
+        stale = [row for key, row in again.items() if key not in planned and row.status == LedgerStatus.deleted]
         if stale:
             with session_scope(self.database_url) as s:
-                resend = ledger_store.sendable(s, stale)
+                held = ledger_store.claim_rows(
+                    s, [{"id": r.id, "status": LedgerStatus.pending, "claimed_at": self.now, "last_run_id": self.run_id}
+                        for r in stale],
+                    {r.id: (r.stored_status, r.last_run_id) for r in stale})
+                resend = ledger_store.sendable(s, sorted(held))
             self.poster.post_all(resend)
 
     def _claim(self, creates: list[PlannedRow], rows: dict[str, LedgerRow], *, manual: bool) -> list[Sendable]:
@@ -210,7 +220,7 @@ class Applier:
             if existing is None:
                 fresh.append({**values, **self._new_row(p.source_key), "attempts": 1, "manual": manual})
             else:
-                expected[existing.id] = (existing.status, existing.last_run_id)
+                expected[existing.id] = (getattr(existing, "stored_status", existing.status), existing.last_run_id)
                 again.append({**values, "id": existing.id, "attempts": (existing.attempts or 0) + 1,
                               "manual": manual or existing.manual})
         with session_scope(self.database_url) as s:
@@ -224,6 +234,8 @@ class Applier:
                 LedgerStatus.pending, None, "claimed for posting", run_id=self.run_id, at=self.now)
         claimed = [Sendable(ids[p.source_key], p.source_key, p.content_hash, p.payload, p.hours, LedgerStatus.pending,
                             p.work_date, p.party_id, self.run_id) for p in creates if p.source_key in ids]
+        if len(claimed) < len(creates):  # another run changed them since they were read: left for the next run
+            log.warning("sync.claims_lost", lost=len(creates) - len(claimed))
         self.poster.progress("claimed", len(claimed), len(claimed))
         return claimed
 
