@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import NewConnectionError
 
 from worker.clients.errors import (
@@ -195,7 +195,7 @@ class ApiSession:
     def _with_retries(self, send: _Send) -> requests.Response:
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
-            retry=retry_if_exception_type((RateLimited, TransientError)),
+            retry=retry_if_exception(_worth_another_try),
             wait=self._wait,
             sleep=self.sleep,
             before_sleep=self._log_retry,
@@ -209,6 +209,11 @@ class ApiSession:
             # Still limited after every in-process attempt: the window is spent; let the dispatcher come back.
             raise DeferRun(max(exc.retry_after_s or 0.0, MAX_WAIT_S),
                            f"{exc}; still rate limited after {self.max_attempts} attempts") from exc
+        except TransientError as exc:
+            # Tried max_attempts times already: a call around this one (a token fetched for another request) must
+            # not try it all again, or five attempts become twenty-five and a person waits most of a minute.
+            exc.retries_spent = True
+            raise
         return response
 
     def _wait(self, state: RetryCallState) -> float:
@@ -297,6 +302,10 @@ class ApiSession:
             log.warning("http.retry", service=exc.service, method=exc.method, path=exc.endpoint, status=exc.status,
                         attempt=state.attempt_number,
                         wait_s=round(state.next_action.sleep, 2) if state.next_action else None)
+
+
+def _worth_another_try(exc: BaseException) -> bool:
+    return isinstance(exc, RateLimited | TransientError) and not getattr(exc, "retries_spent", False)
 
 
 @dataclass
