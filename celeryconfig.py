@@ -39,7 +39,8 @@ visibility_timeout = _visibility_timeout
 task_default_queue = "sync"
 task_queues = (Queue("dispatch"), Queue("sync"))
 task_routes = {"tasks.schedule.*": {"queue": "dispatch"}, "tasks.sync.*": {"queue": "sync"},
-               "tasks.projects.*": {"queue": "sync"}, "tasks.webhooks.*": {"queue": "sync"}}
+               "tasks.projects.*": {"queue": "sync"}, "tasks.webhooks.*": {"queue": "sync"},
+               "tasks.digest.*": {"queue": "sync"}}
 
 beat_schedule = {
     "dispatch-due": {

@@ -273,8 +273,7 @@ def test_a_password_is_never_sent_to_a_server_without_tls(smtp: tuple[Inbox, str
     assert "s3cret" not in str(refused.value) and inbox.messages == []
 
 
-def test_the_connections_digest_columns_are_read_once_they_exist() -> None:
-    # The columns come with a later migration; the readers take them from any object that has them.
+def test_the_connections_digest_columns_say_who_gets_it_when_and_in_which_zone() -> None:
     stored = SimpleNamespace(procore_company_id=7, procore_company_name="Summit Builders Inc.",
                              digest_recipients=" payroll@example.com, ,office@example.com ",
                              digest_local_time=time(6, 30), digest_time_zone="America/Denver")
@@ -282,7 +281,8 @@ def test_the_connections_digest_columns_are_read_once_they_exist() -> None:
     assert reports.digest_local_time(stored) == time(6, 30)
     assert reports.digest_time_zone(stored, []) == "America/Denver"
     assert reports.company_name(stored) == "Summit Builders Inc."
-    bare = SimpleNamespace(procore_company_id=7)
+    bare = SimpleNamespace(procore_company_id=7, procore_company_name=None, digest_recipients=None,
+                           digest_local_time=None, digest_time_zone=None)
     assert reports.digest_recipients(bare) == [] and reports.digest_local_time(bare) == time(7, 0)
     assert reports.company_name(bare) == "Procore company 7"
 

@@ -11,7 +11,7 @@ from celery import Celery, Task, signals
 from worker.db import dispose_engines
 from worker.logging import configure_logging
 
-app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects", "tasks.webhooks"])
+app = Celery("stsync", include=["tasks.sync", "tasks.schedule", "tasks.projects", "tasks.webhooks", "tasks.digest"])
 app.config_from_object("celeryconfig")
 
 

@@ -107,6 +107,11 @@ class Connection(Base):
     st_webhook_id: Mapped[int | None] = mapped_column(BigInteger)
     procore_hook_secret: Mapped[str | None] = mapped_column(EncryptedText, doc="the bearer our Procore hook sends")
     procore_hook_id: Mapped[int | None] = mapped_column(BigInteger)
+    procore_company_name: Mapped[str | None] = mapped_column(String(300), doc="the company's name in Procore")
+    digest_recipients: Mapped[str | None] = mapped_column(Text, doc="comma-separated addresses of the daily digest")
+    digest_local_time: Mapped[time | None] = mapped_column(Time, doc="when the digest goes out (07:00 when unset)")
+    digest_time_zone: Mapped[str | None] = mapped_column(
+        String(64), doc="IANA zone of the digest; unset: the zone most of the company's projects use")
 
     created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp(), onupdate=func.current_timestamp())

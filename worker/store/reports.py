@@ -178,26 +178,25 @@ def digest_connections(s: Session, connection_id: int | None = None) -> list[Con
 def company_name(conn: Connection) -> str:
     """The company's name: `connections.procore_company_name` once the migration that adds it lands, else its
     Procore id in words."""
-    return getattr(conn, "procore_company_name", None) or f"Procore company {conn.procore_company_id}"
+    return conn.procore_company_name or f"Procore company {conn.procore_company_id}"
 
 
 def digest_recipients(conn: Connection) -> list[str]:
-    """Who receives the company's digest: `connections.digest_recipients`, comma-separated addresses. Read through
-    getattr until the migration that adds the column (after 0006) lands; until then a connection has none."""
-    stored = getattr(conn, "digest_recipients", None) or ""
+    """Who receives the company's digest: `connections.digest_recipients`, comma-separated addresses."""
+    stored = conn.digest_recipients or ""
     return [address.strip() for address in stored.split(",") if address.strip()]
 
 
 def digest_local_time(conn: Connection) -> time:
     """When the company's digest goes out, in its digest zone: `connections.digest_local_time` once the migration
     that adds it lands, 07:00 when unset."""
-    return getattr(conn, "digest_local_time", None) or DEFAULT_DIGEST_TIME
+    return conn.digest_local_time or DEFAULT_DIGEST_TIME
 
 
 def digest_time_zone(conn: Connection, projects: Iterable[ProjectSync]) -> str:
     """The zone the company's days are counted in: `connections.digest_time_zone` once the migration that adds it
     lands; when unset, the zone most of its projects are in, or UTC for a company without projects."""
-    stored = getattr(conn, "digest_time_zone", None)
+    stored = conn.digest_time_zone
     if stored:
         return stored
     zones = [p.time_zone for p in projects]
