@@ -69,7 +69,11 @@ def post(client: FlaskClient, path: str, data: dict[str, Any], *, token_from: st
 
 def text(response: Any) -> str:
     """The page as a person reads it: tags dropped, entities and whitespace folded."""
-    body = re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))
+    return text_of(response.get_data(as_text=True))
+
+
+def text_of(markup: str) -> str:
+    body = re.sub(r"<[^>]+>", " ", markup)
     return " ".join(body.replace("&#39;", "'").replace("&amp;", "&").replace("&quot;", '"').split())
 
 
@@ -233,6 +237,17 @@ def test_linking_a_project_shows_its_job_number_as_a_link(
         token_from=f"/projects/{project_id}",
     )
     assert "was already linked" in text(again)
+
+
+def test_projects_are_listed_with_their_link_state(connected: FlaskClient, world: dict[str, Any]) -> None:
+    linked, unlinked = world["handles"]["project_ids"][:2]
+    result = service.link_project(linked, "service_call")
+    page = connected.get("/projects/")
+    rows = re.findall(r"<tr>(.*?)</tr>", page.get_data(as_text=True), re.S)
+    by_project = {pid: text_of(row) for row in rows for pid in (linked, unlinked) if f"/projects/{pid}\"" in row}
+    assert f"linked to job #{result.job_number}" in by_project[linked] and "Clock events" in by_project[linked]
+    assert "not linked" in by_project[unlinked] and "Check and link" in by_project[unlinked]
+    assert len(rows) == len(world["handles"]["project_ids"]) + 1
 
 
 def test_an_unknown_project_is_a_404_that_says_why(connected: FlaskClient) -> None:

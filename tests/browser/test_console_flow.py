@@ -53,9 +53,9 @@ def connect_both(pages: Pages, console: Console, handles: dict[str, Any]) -> Non
 
 
 def open_project(page: Page, project_id: int) -> None:
+    """From the list of the company's projects, by its name."""
     page.get_by_role("link", name="Projects").click()
-    page.get_by_label("Procore project ID").fill(str(project_id))
-    page.get_by_role("button", name="Open project").click()
+    page.locator(f'table a[href="/projects/{project_id}"]').first.click()
     expect(page.get_by_role("heading", name="Before you begin")).to_be_visible()
 
 
@@ -115,6 +115,9 @@ def test_office_admin_walks_the_whole_manual_flow(
 
     no_zip, linked = handles["project_ids"][0], handles["project_ids"][1]
     emulator.admin.patch_project(no_zip, zip="")
+    page.get_by_role("link", name="Projects").click()
+    expect(page.locator("table")).to_contain_text("not linked")
+    pages.snap("projects")
     open_project(page, no_zip)
     expect(page.locator("ul.blockers")).to_contain_text(
         "the project has no zip: fill in its zip in Procore's project admin"

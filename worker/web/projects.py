@@ -24,17 +24,14 @@ CHART_ROWS = 20_000
 
 @bp.route("/")
 def index() -> ResponseReturnValue:
-    """Open a project by its Procore id, or one of those stsync has run for."""
+    """The company's Procore projects with their link state; a project can also be opened by its Procore id."""
     wanted = request.args.get("project_id", "").strip()
     if wanted:
         if wanted.isdigit():
             return redirect(url_for("projects.show", project_id=int(wanted)))
         flash(f"a Procore project ID is a number, got {wanted!r}", "error")
-    runs = attempt(history.list_runs, limit=500) or []
-    projects = {run.project_id: run.project_name for run in runs}
-    return render_template(
-        "projects.html", projects=sorted(projects.items(), key=lambda p: (p[1] or "").lower())
-    )
+    projects = attempt(service.list_projects)
+    return render_template("projects.html", projects=projects or [])
 
 
 @bp.route("/<int:project_id>")
