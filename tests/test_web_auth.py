@@ -270,6 +270,15 @@ def test_a_removed_user_is_signed_out_at_their_next_request(client: FlaskClient)
     assert client.get("/runs").status_code == 302
 
 
+def test_pages_load_nothing_from_elsewhere_and_are_never_framed(client: FlaskClient) -> None:
+    response = client.get("/sign-in")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "form-action 'self' https://login.procore.com" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_healthz_answers_without_signing_in(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json == {"ok": True}

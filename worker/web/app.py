@@ -9,8 +9,9 @@ import hashlib
 import hmac
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, redirect, url_for
+from flask import Flask, Response, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 from gunicorn.app.base import BaseApplication
@@ -61,7 +62,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.context_processor(auth.user_context)
     app.jinja_env.filters.update(FILTERS)
     app.add_url_rule("/", "home", _home)
+    headers = security_headers(settings)
+    app.after_request(lambda response: _with_headers(response, headers))
     return app
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    """Nothing loaded from elsewhere, no inline script or style, never framed; forms post here, or (Connect to
+    Procore) go on to Procore's login, which the browser checks as a form's destination too."""
+    login = urlsplit(settings.procore_login_url)
+    policy = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+              f"frame-ancestors 'none'; base-uri 'none'; form-action 'self' {login.scheme}://{login.netloc}")
+    return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin"}
+
+
+def _with_headers(response: Response, headers: dict[str, str]) -> Response:
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def session_key(settings: Settings) -> bytes:
