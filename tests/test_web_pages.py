@@ -368,6 +368,39 @@ def test_runs_ledger_and_chart_after_a_sync(connected: FlaskClient, world: dict[
     assert svg.count("<rect") >= 2
 
 
+def test_a_failed_entry_is_shown_with_procores_words_and_retried_from_the_ledger(
+    connected: FlaskClient, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.clients.procore import ProcoreClient
+
+    project_id = world["handles"]["project_ids"][0]
+    service.link_project(project_id, "service_call")
+    code = world["handles"]["labor_cost_codes"][str(project_id)][0]
+    service.add_rule(project_id, code["cost_code_id"], code["line_item_type_id"])
+    wrong_code = world["handles"]["non_labor_cost_codes"][str(project_id)][0]["cost_code_id"]
+    original = ProcoreClient.bulk_create_entries
+    refused: list[Any] = []
+
+    def one_entry_refused(self: ProcoreClient, entries: list[dict[str, Any]]) -> Any:
+        # One entry (the same one however the chunk is split) goes with a cost code Procore refuses.
+        refused[:] = refused or [entries[0]["origin_id"]]
+        return original(self, [{**e, "cost_code_id": wrong_code} if e["origin_id"] == refused[0] else e
+                               for e in entries])
+
+    monkeypatch.setattr(ProcoreClient, "bulk_create_entries", one_entry_refused)
+    service.syncing.sync_window(project_id, START, START)
+    monkeypatch.undo()
+    ledger = connected.get(f"/projects/{project_id}/ledger?status=failed")
+    assert "1 failed entry" in text(ledger) and "procore rejected" in text(ledger) and "cost_code" in text(ledger)
+    assert ledger.get_data(as_text=True).count('type="submit" class="">Retry</button>') == 1
+    retried = connected.post(f"/projects/{project_id}/retry",
+                             data={"csrf_token": csrf_token(connected, f"/projects/{project_id}/ledger")})
+    assert retried.status_code == 302 and re.fullmatch(r"/runs/\d+", retried.location)
+    run = connected.get(retried.location)
+    assert "Succeeded" in text(run) and 'http-equiv="refresh"' not in run.get_data(as_text=True)
+    assert "No ledger rows match" in text(connected.get(f"/projects/{project_id}/ledger?status=failed"))
+
+
 def test_retry_with_nothing_failed_says_so(connected: FlaskClient, world: dict[str, Any]) -> None:
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")
