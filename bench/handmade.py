@@ -1,7 +1,8 @@
-"""The two baselines, as a child process: what an integrator writes by hand, with plain `requests`.
+"""The baselines, as a child process: what an integrator writes by hand, with plain `requests`.
 
     python -m bench.handmade naive SPEC.json       # one POST per entry to the project timecard endpoint
     python -m bench.handmade bare_bulk SPEC.json   # the bulk requests stsync sends, 100 a call, in a tight loop
+    python -m bench.handmade bare_read SPEC.json   # only the reads of a run: the floor of a re-run
 
 Both read the same things the same way (ServiceTrade technicians, jobs and clock events; Procore people, company
 configuration, rounding rule and each project's zone), pair punches simply (per technician and activity, a
@@ -9,7 +10,13 @@ clock-in and the next clock-out; breaks never posted), round by the company rule
 leave out technicians without a valid Employee ID, so they post the same entries as stsync. No ledger, no
 database, no look-up before a retry, no logging: a lost answer would mean a duplicate or a gap.
 
-`limit` in the spec stops after that many entries (the naive contender at 25 ms is run on a subset).
+`bare_read` reads what a run of stsync reads and does nothing with it: ServiceTrade technicians, jobs and each
+project's clock events of the window (its look-back day on each side included), Procore's company configuration,
+rounding rule, cost types and people, each project, its cost codes and tools, and the company's timecard entries
+of the window for the project's people (what stsync looks at before creating entries), a thousand a page. It
+plans, pairs and stores nothing; a re-run that only confirms what is there can't be cheaper.
+
+`limit` in the spec stops after that many entries (the naive contender at 25 and 150 ms is run on a subset).
 The answer is one JSON line on stdout, like `bench.worker`'s.
 """
 
@@ -85,24 +92,35 @@ class HandMade:
             url, query = r.links.get("next", {}).get("url"), None
 
     # -- the job ---------------------------------------------------------------------------------------------
+    def read_references(self) -> None:
+        """What every contender reads once: technicians and jobs, people, company configuration, rounding."""
+        self.st_login()
+        self.techs = {int(u["id"]): str((u.get("externalIds") or {}).get("procore") or "")
+                      for u in self.st_list("/user", "users", isTech="true", limit=1000)}
+        self.jobs = {str((j.get("externalIds") or {}).get("procore")): int(j["id"])
+                     for j in self.st_list("/job", "jobs", status="all", limit=2000)}
+        self.pc_login()
+        people = {str(p["employee_id"]): int(p["id"])
+                  for p in self.pc_list(f"/rest/v1.0/companies/{self.cid}/people",
+                                        **{"filters[is_employee]": "true"})
+                  if p.get("employee_id") and p.get("is_employee")}
+        self.parties = {uid: people[emp] for uid, emp in self.techs.items() if emp in people}
+        config = self.pc_get("/rest/v1.0/company_configuration", company_id=self.cid).json()
+        self.in_out = {int(p) for p in config.get("projects_timecard_in_out_enabled") or []}
+        r = self.pc_get(f"/rest/v1.0/companies/{self.cid}/rounding_configuration")
+        self.rounding = r.json() if r.status_code == 200 else None
+
+    def clock_events(self, pid: int, start: date, end: date, tz: ZoneInfo) -> Iterator[dict[str, Any]]:
+        """The project's punches of the window, a day more on each side (a shift may cross midnight)."""
+        read_from = datetime.combine(start, dtime(0), tz) - DAY
+        read_to = datetime.combine(end + DAY, dtime(0), tz) + DAY
+        return self.st_list("/clock", "events", jobId=self.jobs[str(pid)], limit=1000,
+                            startTime=int(read_from.timestamp()), endTime=int(read_to.timestamp()))
+
     def run(self, bulk: bool) -> dict[str, Any]:
         start, end = date.fromisoformat(self.spec["start"]), date.fromisoformat(self.spec["end"])
         limit = self.spec.get("limit")
-        self.st_login()
-        techs = {int(u["id"]): str((u.get("externalIds") or {}).get("procore") or "")
-                 for u in self.st_list("/user", "users", isTech="true", limit=1000)}
-        jobs = {str((j.get("externalIds") or {}).get("procore")): int(j["id"])
-                for j in self.st_list("/job", "jobs", status="all", limit=2000)}
-        self.pc_login()
-        people = {str(p["employee_id"]): int(p["id"])
-                  for p in self.pc_list(f"/rest/v1.0/companies/{self.cid}/people", **{"filters[is_employee]": "true"})
-                  if p.get("employee_id") and p.get("is_employee")}
-        parties = {uid: people[emp] for uid, emp in techs.items() if emp in people}
-        config = self.pc_get("/rest/v1.0/company_configuration", company_id=self.cid).json()
-        in_out = {int(p) for p in config.get("projects_timecard_in_out_enabled") or []}
-        r = self.pc_get(f"/rest/v1.0/companies/{self.cid}/rounding_configuration")
-        rounding = r.json() if r.status_code == 200 else None
-
+        self.read_references()
         posted = 0
         for pid in self.spec["projects"]:
             if limit is not None and posted >= limit:
@@ -110,23 +128,43 @@ class HandMade:
             project = self.pc_get(f"/rest/v1.0/projects/{pid}", company_id=self.cid).json()
             tz = ZoneInfo(project["tz_name"])
             code = self.h["labor_cost_codes"][str(pid)][0]
-            read_from = datetime.combine(start, dtime(0), tz) - DAY
-            read_to = datetime.combine(end + DAY, dtime(0), tz) + DAY
-            events = self.st_list("/clock", "events", jobId=jobs[str(pid)], limit=1000,
-                                  startTime=int(read_from.timestamp()), endTime=int(read_to.timestamp()))
             entries = [
-                {"project_id": pid, "party_id": parties[uid], "date": day.isoformat(),
+                {"project_id": pid, "party_id": self.parties[uid], "date": day.isoformat(),
                  "cost_code_id": code["cost_code_id"], "line_item_type_id": code["line_item_type_id"],
                  "description": f"ServiceTrade {activity}",
                  **({"time_in": a.astimezone(tz).isoformat(), "time_out": b.astimezone(tz).isoformat()}
-                    if pid in in_out else {"hours": hours(a, b)})}
-                for uid, activity, a, b in intervals(events, rounding, tz) if uid in parties
+                    if pid in self.in_out else {"hours": hours(a, b)})}
+                for uid, activity, a, b in intervals(self.clock_events(pid, start, end, tz), self.rounding, tz)
+                if uid in self.parties
                 for day, a, b in pieces(a, b, tz) if start <= day <= end
             ]
             if limit is not None:
                 entries = entries[: limit - posted]
             posted += self.post_bulk(entries) if bulk else self.post_each(pid, entries)
         return {"entries": posted}
+
+    def read_only(self) -> dict[str, Any]:
+        """Every read of a run, nothing planned, nothing written: counts of what was read."""
+        start, end = date.fromisoformat(self.spec["start"]), date.fromisoformat(self.spec["end"])
+        self.read_references()
+        references = sum(1 for _ in self.pc_list("/rest/v1.0/line_item_types", company_id=self.cid))
+        events = procore_entries = 0
+        for pid in self.spec["projects"]:
+            project = self.pc_get(f"/rest/v1.0/projects/{pid}", company_id=self.cid).json()
+            tz = ZoneInfo(project["tz_name"])
+            references += sum(1 for _ in self.pc_list("/rest/v1.0/cost_codes", project_id=pid))
+            references += sum(1 for _ in self.pc_list(f"/rest/v1.0/projects/{pid}/tools"))
+            users = set()
+            for event in self.clock_events(pid, start, end, tz):
+                users.add(int(event["user"]["id"]))
+                events += 1
+            parties = sorted(self.parties[u] for u in users if u in self.parties)
+            if parties:
+                procore_entries += sum(1 for _ in self.pc_list(
+                    f"/rest/v1.0/companies/{self.cid}/timecard_entries", start_date=start.isoformat(),
+                    end_date=end.isoformat(), **{"filters[party_id][]": parties}))
+        return {"entries": 0, "clock_events_read": events, "procore_entries_read": procore_entries,
+                "procore_reference_items_read": references}
 
     def post_each(self, pid: int, entries: list[dict[str, Any]]) -> int:
         for entry in entries:
@@ -220,13 +258,14 @@ def peak_rss_mb() -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("naive", "bare_bulk"):
-        print("usage: python -m bench.handmade naive|bare_bulk SPEC.json", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("naive", "bare_bulk", "bare_read"):
+        print("usage: python -m bench.handmade naive|bare_bulk|bare_read SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[1]).read_text())
     started = time.time()
     t0 = time.perf_counter()
-    result = HandMade(spec).run(bulk=argv[0] == "bare_bulk")
+    job = HandMade(spec)
+    result = job.read_only() if argv[0] == "bare_read" else job.run(bulk=argv[0] == "bare_bulk")
     wall = time.perf_counter() - t0
     result |= {"started": started, "finished": time.time(), "wall_s": wall, "peak_rss_mb": peak_rss_mb()}
     print(json.dumps(result), flush=True)

@@ -213,6 +213,9 @@ class Harness:
                                        and not r["route"].startswith("/oauth")),
             "servicetrade_calls": sum(r["count"] for r in summary["by_route"] if r["service"] == "servicetrade"),
             "procore_429": sum(r["count"] for r in procore if r["status"] == 429),
+            # The look-ups before creating: reads of the company's timecard entries by people and dates.
+            "procore_lookup_calls": sum(r["count"] for r in procore if r["method"] == "GET"
+                                        and r["route"].endswith("/timecard_entries")),
         }
 
     def create_jobs(self, world: dict[str, Any], project_ids: list[int]) -> None:
@@ -283,7 +286,8 @@ def measure(result: dict[str, Any], counts: dict[str, int], **extra: Any) -> Mea
     return Measure(
         wall_s=float(result["wall_s"]), entries=int(result["entries"]), procore_calls=counts["procore_calls"],
         procore_write_calls=counts["procore_write_calls"], servicetrade_calls=counts["servicetrade_calls"],
-        peak_rss_mb=float(result["peak_rss_mb"]), extra=extra,
+        peak_rss_mb=float(result["peak_rss_mb"]),
+        extra={"procore_lookup_calls": counts["procore_lookup_calls"], **extra},
     )
 
 

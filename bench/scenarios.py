@@ -23,9 +23,10 @@ SEED = 7
 PAYROLL_START = date(2026, 3, 2)  # a biweekly period, Monday to Sunday, with the US spring-forward inside
 NIGHTLY_LAST = date(2026, 3, 13)  # a Friday: the three nightly runs are Wednesday, Thursday and Friday
 LATENCY_MS = 25
+REAL_LATENCY_MS = 150  # what real ServiceTrade and Procore calls take (100-400 ms), on every call of both
 ENTRIES_PER_BULK = 100
-SCENARIO_NAMES = ("payroll_0ms", "payroll_25ms", "rerun", "incremental_history", "incremental_empty",
-                  "rate_limited", "memory")
+SCENARIO_NAMES = ("payroll_0ms", "payroll_25ms", "payroll_150ms", "rerun", "incremental_history",
+                  "incremental_month", "incremental_empty", "rate_limited", "memory")
 
 
 @dataclass(frozen=True)
@@ -63,37 +64,44 @@ class Profile:
     payroll: Shape
     repeats: int                      # stsync and bare_bulk at 0 ms, the re-run, the nightly runs
     repeats_25ms: int                 # stsync and bare_bulk at 25 ms
+    repeats_150ms: int                # stsync and bare_bulk at 150 ms
     naive_repeats: int
     naive_limit_0ms: int | None       # None: the whole batch
     naive_limit_25ms: int
+    naive_limit_150ms: int
     incremental_technicians: int
     history_days: int
+    month_days: int                   # the shorter history a year's nightly run is compared with
     rate: Shape                       # two projects, one per worker
     rate_time_scale: float
     rate_spike_window_s: float        # unscaled; the spike allowance is the hourly rate over this window
     rate_repeats: int = 1
     memory_technicians: tuple[int, ...] = field(default=())  # payroll shape with this many technicians
+    payroll_150ms: Shape | None = None  # the payroll at 150 ms on a smaller world (None: the payroll shape)
 
 
 PROFILES = {
     # ~20,000 intervals: 10 projects x 50 technicians x 10 workdays x 4 intervals (enroute, onsite, break, onsite).
     "full": Profile(
-        name="full", payroll=Shape(10, 50), repeats=3, repeats_25ms=2, naive_repeats=1,
-        naive_limit_0ms=None, naive_limit_25ms=2000, incremental_technicians=10, history_days=365,
+        name="full", payroll=Shape(10, 50), repeats=3, repeats_25ms=2, repeats_150ms=2, naive_repeats=1,
+        naive_limit_0ms=None, naive_limit_25ms=2000, naive_limit_150ms=300, incremental_technicians=10,
+        history_days=365, month_days=30,
         rate=Shape(2, 50, visits_per_day=3), rate_time_scale=2.0, rate_spike_window_s=20.0, rate_repeats=3,
         memory_technicians=(12, 50, 200),
     ),
     # The same scenarios on small worlds, one run each; the memory series is scaled down to ~1k/2k intervals.
     "quick": Profile(
-        name="quick", payroll=Shape(5, 10), repeats=1, repeats_25ms=1, naive_repeats=1,
-        naive_limit_0ms=None, naive_limit_25ms=150, incremental_technicians=6, history_days=120,
-        rate=Shape(2, 12, visits_per_day=2), rate_time_scale=3.0, rate_spike_window_s=10.0,
-        memory_technicians=(5, 10),
+        name="quick", payroll=Shape(5, 10), repeats=1, repeats_25ms=1, repeats_150ms=1, naive_repeats=1,
+        naive_limit_0ms=None, naive_limit_25ms=100, naive_limit_150ms=10, incremental_technicians=6,
+        history_days=90, month_days=30,
+        rate=Shape(2, 8, visits_per_day=2), rate_time_scale=4.0, rate_spike_window_s=10.0,
+        memory_technicians=(5, 10), payroll_150ms=Shape(2, 10),
     ),
     # The smoke test: every code path, tiny worlds.
     "tiny": Profile(
-        name="tiny", payroll=Shape(2, 6, days=7), repeats=1, repeats_25ms=1, naive_repeats=1,
-        naive_limit_0ms=30, naive_limit_25ms=40, incremental_technicians=6, history_days=21,
+        name="tiny", payroll=Shape(2, 6, days=7), repeats=1, repeats_25ms=1, repeats_150ms=1, naive_repeats=1,
+        naive_limit_0ms=30, naive_limit_25ms=40, naive_limit_150ms=10, incremental_technicians=6,
+        history_days=21, month_days=10,
         rate=Shape(2, 6, days=7), rate_time_scale=30.0, rate_spike_window_s=20.0,
         memory_technicians=(6,),
     ),
@@ -118,7 +126,9 @@ class Scenarios:
             steps.append(("payroll_0ms", lambda: self.payroll(0, rerun=self.wanted("rerun"))))
         if self.wanted("payroll_25ms"):
             steps.append(("payroll_25ms", lambda: self.payroll(LATENCY_MS, rerun=False)))
-        if self.wanted("incremental_history") or self.wanted("incremental_empty"):
+        if self.wanted("payroll_150ms"):
+            steps.append(("payroll_150ms", lambda: self.payroll(REAL_LATENCY_MS, rerun=False)))
+        if self.wanted("incremental_history") or self.wanted("incremental_month") or self.wanted("incremental_empty"):
             steps.append(("incremental", self.incremental))
         if self.wanted("rate_limited"):
             steps.append(("rate_limited", self.rate_limited))
@@ -149,27 +159,33 @@ class Scenarios:
             raise BenchError(f"stsync sync did not succeed: {bad[0]}")
         return measure(result, hx.counts(), **_report_counts(result["runs"]))
 
-    def handmade_run(self, kind: str, shape: Shape, *, latency_ms: int = 0, limit: int | None = None) -> Measure:
+    def handmade_run(self, kind: str, shape: Shape, *, latency_ms: int = 0, limit: int | None = None,
+                     fresh: bool = True) -> Measure:
+        """A hand-made contender on the shape's world, loaded afresh (with the jobs `project link` would create),
+        or, with `fresh` False, on the emulator's state as the last run left it (bare_read before a re-run)."""
         hx = self.hx
         world = shape.world()
         pids = world["handles"]["project_ids"]
-        hx.load(world)
-        hx.create_jobs(world, pids)
+        if fresh:
+            hx.load(world)
+            hx.create_jobs(world, pids)
         hx.latency(latency_ms)
         hx.emu.admin.reset_requests()
         spec = {"handles": world["handles"], "projects": pids, "start": shape.start.isoformat(),
                 "end": shape.end.isoformat(), "st_url": hx.emu.st_url, "procore_url": hx.emu.procore_url,
                 "limit": limit}
         result = hx.child(["bench.handmade", kind], spec)
-        return measure(result, hx.counts(), **({"subset_of_entries": limit} if limit else {}))
+        reads = {k: v for k, v in result.items() if k.endswith("_read")}  # what bare_read read, counted
+        return measure(result, hx.counts(), **reads, **({"subset_of_entries": limit} if limit else {}))
 
     # -- 1 and 2: the payroll batch, and its re-run --------------------------------------------------------
     def payroll(self, latency_ms: int, *, rerun: bool) -> None:
         name = f"payroll_{latency_ms}ms"
-        shape = self.p.payroll
+        shape = (self.p.payroll_150ms if latency_ms == REAL_LATENCY_MS else None) or self.p.payroll
         world = shape.world()
-        repeats = self.p.repeats if latency_ms == 0 else self.p.repeats_25ms
-        naive_limit = self.p.naive_limit_0ms if latency_ms == 0 else self.p.naive_limit_25ms
+        repeats = {0: self.p.repeats, LATENCY_MS: self.p.repeats_25ms}.get(latency_ms, self.p.repeats_150ms)
+        naive_limit = {0: self.p.naive_limit_0ms, LATENCY_MS: self.p.naive_limit_25ms}.get(
+            latency_ms, self.p.naive_limit_150ms)
         runs: dict[str, list[Measure]] = {"stsync": [], "naive": [], "bare_bulk": []}
         self.hx.log(f"[{name}] {shape.intervals()} intervals, {shape.projects} projects, {shape.technicians} "
                     f"technicians, {shape.days} days; {repeats} run(s) each")
@@ -198,35 +214,45 @@ class Scenarios:
                 self.rerun(url, shape, world)
 
     def rerun(self, url: str, shape: Shape, world: dict[str, Any]) -> None:
-        runs = [self._timed("rerun", "stsync", lambda: self.stsync_run(url, shape, world, fresh=False))
-                for _ in range(self.p.repeats)]
-        self.results["rerun"] = {"stsync": median_of(runs)}
+        """The same period again from the first run's state, against `bare_read` on that same state (the entries
+        stsync posted are in the emulator, so reading them back costs what it costs stsync), interleaved."""
+        runs: dict[str, list[Measure]] = {"stsync": [], "bare_read": []}
+        for _ in range(self.p.repeats):
+            runs["bare_read"].append(self._timed("rerun", "bare_read", lambda: self.handmade_run(
+                "bare_read", shape, fresh=False)))
+            runs["stsync"].append(self._timed("rerun", "stsync", lambda: self.stsync_run(
+                url, shape, world, fresh=False)))
+        self.results["rerun"] = {k: median_of(v) for k, v in runs.items()}
 
     # -- 3: a nightly run with a year of history, against one with none -------------------------------------
     def incremental(self) -> None:
+        """Nightly runs of one new day on a project with a year of history, with a month of it, and with none."""
         techs = self.p.incremental_technicians
         nights = [NIGHTLY_LAST - timedelta(days=n) for n in range(self.p.repeats - 1, -1, -1)]
-        history = Shape(1, techs, days=self.p.history_days,
-                        start=NIGHTLY_LAST - timedelta(days=self.p.history_days - 1))
-        world = history.world()
-        self.hx.log(f"[incremental] {history.intervals()} intervals over {history.days} days, "
-                    f"nightly runs for {', '.join(map(str, nights))}")
+        self.hx.log(f"[incremental] nightly runs for {', '.join(map(str, nights))} after {self.p.history_days} "
+                    f"and {self.p.month_days} days of history, and after none")
         with self.hx.database("incremental") as url:
-            # The year, synced once, untimed (its own numbers are kept as a note).
-            built = self.stsync_run(url, history, world, end=nights[0] - timedelta(days=1))
-            self.notes["incremental_history"] = {
-                "history_days": history.days, "history_intervals": history.intervals(),
-                "history_entries": built.entries, "history_sync_wall_s": round(built.wall_s, 2),
-                "nights": [d.isoformat() for d in nights], "lookback_days": 14}
-            with_history = [self._timed("incremental_history", "stsync", lambda d=d: self.stsync_run(
-                url, history, world, start=d, end=d, fresh=False)) for d in nights]
+            for name, days in (("incremental_history", self.p.history_days),
+                               ("incremental_month", self.p.month_days)):
+                self.results[name] = {"stsync": median_of(self._nights_after(url, name, techs, days, nights))}
             empty = []
             for d in nights:
                 one_day = Shape(1, techs, days=1, start=d)
                 empty.append(self._timed("incremental_empty", "stsync", lambda s=one_day: self.stsync_run(
                     url, s, s.world())))
-        self.results["incremental_history"] = {"stsync": median_of(with_history)}
         self.results["incremental_empty"] = {"stsync": median_of(empty)}
+
+    def _nights_after(self, url: str, name: str, techs: int, days: int, nights: list[date]) -> list[Measure]:
+        """The history synced once, untimed (its own numbers kept as a note), then each night's run."""
+        history = Shape(1, techs, days=days, start=NIGHTLY_LAST - timedelta(days=days - 1))
+        world = history.world()
+        built = self.stsync_run(url, history, world, end=nights[0] - timedelta(days=1))
+        self.notes[name] = {
+            "history_days": history.days, "history_intervals": history.intervals(),
+            "history_entries": built.entries, "history_sync_wall_s": round(built.wall_s, 2),
+            "nights": [d.isoformat() for d in nights], "lookback_days": 14}
+        return [self._timed(name, "stsync", lambda d=d: self.stsync_run(
+            url, history, world, start=d, end=d, fresh=False)) for d in nights]
 
     # -- 4: two workers under one rate budget --------------------------------------------------------------
     def rate_limited(self) -> None:
@@ -238,11 +264,16 @@ class Scenarios:
         self.hx.log(f"[rate_limited] 2 workers, {shape.intervals()} intervals, Procore {hourly}/h "
                     f"(spike {limit['spike']} per {window:g} s) at time scale x{scale:g}; "
                     f"{self.p.rate_repeats} run(s)")
+        # The pacing of the shared budget before (`stsync_burst`: each window spent at once, then a wait for its
+        # reset) and now (`stsync`: calls spread over the window), interleaved in the same run.
+        runs: dict[str, list[Measure]] = {"stsync_burst": [], "stsync": []}
         with self.hx.database("rate_limited") as url:
-            runs = [self._rate_limited_once(url, shape, limit) for _ in range(self.p.rate_repeats)]
-        self.results["rate_limited"] = {"stsync": median_of(runs)}
+            for _ in range(self.p.rate_repeats):
+                for contender in runs:
+                    runs[contender].append(self._rate_limited_once(url, shape, limit, contender))
+        self.results["rate_limited"] = {k: median_of(v) for k, v in runs.items()}
 
-    def _rate_limited_once(self, url: str, shape: Shape, limit: dict[str, Any]) -> Measure:
+    def _rate_limited_once(self, url: str, shape: Shape, limit: dict[str, Any], contender: str) -> Measure:
         hx = self.hx
         world = shape.world()
         pids = world["handles"]["project_ids"][:2]
@@ -253,7 +284,8 @@ class Scenarios:
         hx.flush_rate_budget()
         hx.emu.admin.config(procore_rate_limit=limit)
         hx.emu.admin.reset_requests()
-        spec = {"start": shape.start.isoformat(), "end": shape.end.isoformat(), "wait_for_go": True}
+        spec = {"start": shape.start.isoformat(), "end": shape.end.isoformat(), "wait_for_go": True,
+                "spread": contender == "stsync"}
         children = [hx.start_child(["bench.worker"], {**spec, "projects": [pid]}, hx.env(url)) for pid in pids]
         for proc, _ in children:
             assert proc.stdin is not None and proc.stdout is not None
@@ -283,7 +315,7 @@ class Scenarios:
                     procore_write_calls=counts["procore_write_calls"],
                     servicetrade_calls=counts["servicetrade_calls"],
                     peak_rss_mb=max(r["peak_rss_mb"] for r in results),
-                    extra={"workers": 2, "limit_per_hour": hourly, "time_scale": scale,
+                    extra={"procore_lookup_calls": counts["procore_lookup_calls"], "workers": 2, "limit_per_hour": hourly, "time_scale": scale,
                            "spike": limit["spike"], "spike_window_s": limit["spike_window_s"],
                            "procore_429": counts["procore_429"],
                            "entries_per_hour": round(entries / hours),
@@ -291,7 +323,7 @@ class Scenarios:
                            "fraction_of_ideal": round(entries / hours / (hourly * ENTRIES_PER_BULK), 3),
                            "procore_calls_per_hour": round(counts["procore_calls"] / hours),
                            "calls_fraction_of_limit": round(counts["procore_calls"] / hours / hourly, 3)})
-        hx.log(f"  stsync x2: {entries} entries in {wall:.1f} s -> {m.extra['entries_per_hour']} entries/h "
+        hx.log(f"  {contender} x2: {entries} entries in {wall:.1f} s -> {m.extra['entries_per_hour']} entries/h "
                f"({m.extra['fraction_of_ideal']:.0%} of {hourly * ENTRIES_PER_BULK}), "
                f"{m.extra['procore_calls_per_hour']} calls/h, {counts['procore_429']} x 429")
         return m

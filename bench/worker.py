@@ -10,7 +10,8 @@ runs `setup` (connect, link, one rule per project) in its own process before the
 The answer is one JSON line on stdout: wall time measured after the imports (interpreter start-up is the same for
 every contender and is not what is compared), the per-project reports and the peak RSS of this process (VmHWM).
 With `"wait_for_go": true` the child prints `READY` once imported and starts when a line arrives on stdin, so
-that two workers can be started together.
+that two workers can be started together. `"spread": false` makes the shared Procore budget spend each window at
+once and wait for its reset, as it did before calls were spread (the `rate_limited` scenario measures both).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def sync(spec: dict[str, Any]) -> dict[str, Any]:
     # Everything a run touches is imported before the clock starts.
     import worker.cli  # noqa: F401
     import worker.sync.runner  # noqa: F401
+    from worker.clients.ratelimit import RedisRateBudget
+
+    RedisRateBudget.spread_calls = spec.get("spread", True)
 
     if spec.get("wait_for_go"):
         print("READY", flush=True)
