@@ -25,7 +25,7 @@ from worker.config import ConfigExists, database_problem, init_config, prepare_d
 from worker.crypto import SecretKeyMismatch
 from worker.db import ProjectBusy
 from worker.enums import RULE_ACTIVITIES, LedgerStatus, PayrollKind, RunStatus, ScheduleKind
-from worker.inputs import InvalidArgument
+from worker.inputs import InvalidArgument, positive_id
 from worker.logging import configure_logging, mask_url
 from worker.projects import LinkRefused
 from worker.service import connections as connection_service
@@ -46,6 +46,22 @@ EXPECTED = (
 NO_DATABASE_NEEDED = {"init", "upgrade", "web"}
 NARROW = 120  # columns of a table written to a pipe or file; a terminal uses its own width
 WIDE = 400
+
+
+class IdType(click.ParamType):
+    """A Procore or ServiceTrade id where the command line reads it, checked by `worker.inputs`: beyond bigint,
+    zero or negative is a usage error that names the option."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return positive_id(value, param.name if param and param.name else "id")
+        except InvalidArgument as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ID = IdType()
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -184,7 +200,7 @@ def connect() -> None:
 
 
 @connect.command("procore")
-@click.option("--company-id", type=int, required=True, help="Procore company id")
+@click.option("--company-id", type=ID, required=True, help="Procore company id")
 @click.option("--client-id", required=True)
 @click.option("--client-secret", envvar="PROCORE_CLIENT_SECRET", prompt="Procore client secret", hide_input=True,
               help="asked for (hidden) when neither given nor in PROCORE_CLIENT_SECRET")
@@ -203,7 +219,7 @@ def connect_procore(company_id: int, client_id: str, client_secret: str, refresh
               help="asked for (hidden) when neither given nor in SERVICETRADE_PASSWORD")
 @click.option("--client-id", default=None, help="OAuth client id (instead of username/password)")
 @click.option("--client-secret", envvar="SERVICETRADE_CLIENT_SECRET", default=None)
-@click.option("--company-id", type=int, default=None, help="Procore company of the connection, when several")
+@click.option("--company-id", type=ID, default=None, help="Procore company of the connection, when several")
 @handled
 def connect_servicetrade(
     username: str | None, password: str | None, client_id: str | None, client_secret: str | None,
@@ -238,7 +254,7 @@ def project() -> None:
 
 
 @project.command("check")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def project_check(project_id: int, as_json: bool) -> None:
@@ -284,7 +300,7 @@ def _flagged(row: dict[str, Any]) -> str | None:
 
 
 @project.command("link")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--job-type", required=True, help="ServiceTrade job type, e.g. service_call or construction")
 @click.option("--lookback-days", type=int, default=None)
 @click.option("--split", "split_mode", type=click.Choice(["midnight", "start_date"]), default="midnight",
@@ -309,7 +325,7 @@ def project_link(project_id: int, job_type: str, lookback_days: int | None, spli
 
 
 @project.command("show")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def project_show(project_id: int, as_json: bool) -> None:
@@ -353,15 +369,15 @@ def rules() -> None:
 
 
 @rules.command("add")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--cost-code", "--cost-code-id", "cost_code", required=True, help=COST_CODE_HELP)
 @click.option("--cost-type", "--line-item-type-id", "cost_type", default="Labor", show_default=True,
               help=COST_TYPE_HELP)
 @click.option("--activity", type=click.Choice([a.value for a in RULE_ACTIVITIES]), default=None)
-@click.option("--technician", "st_user_id", type=int, default=None, help="ServiceTrade user id")
+@click.option("--technician", "st_user_id", type=ID, default=None, help="ServiceTrade user id")
 @click.option("--weekdays", default=None, help="mon,tue,...")
 @click.option("--start-between", default=None, help="HH:MM-HH:MM local; may wrap midnight (18:00-05:00)")
-@click.option("--time-type-id", type=int, default=None, help="Procore timecard time type")
+@click.option("--time-type-id", type=ID, default=None, help="Procore timecard time type")
 @click.option("--billable/--not-billable", default=False)
 @click.option("--description", default=None)
 @click.option("--priority", type=int, default=None, help="1 is tried first; default: after the last rule")
@@ -379,7 +395,7 @@ def rules_add(project_id: int, cost_code: str, cost_type: str, activity: str | N
 
 
 @rules.command("list")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def rules_list(project_id: int, as_json: bool) -> None:
@@ -389,7 +405,7 @@ def rules_list(project_id: int, as_json: bool) -> None:
 
 
 @rules.command("remove")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--priority", type=int, required=True)
 @handled
 def rules_remove(project_id: int, priority: int) -> None:
@@ -409,7 +425,7 @@ def schedule() -> None:
 
 
 @schedule.command("set")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--nightly", "nightly_at", default=None, metavar="HH:MM", help="every day at this local time")
 @click.option("--weekly", "weekly_at", default=None, metavar="DAY@HH:MM", help="e.g. fri@18:00")
 @click.option("--payroll", type=click.Choice([k.value for k in PayrollKind]), default=None)
@@ -445,7 +461,7 @@ def schedule_set(project_id: int, nightly_at: str | None, weekly_at: str | None,
 
 
 @schedule.command("list")
-@click.option("--project", "project_id", type=int, default=None)
+@click.option("--project", "project_id", type=ID, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def schedule_list(project_id: int | None, as_json: bool) -> None:
@@ -457,7 +473,7 @@ KIND_OPTION = click.option("--kind", type=click.Choice([k.value for k in Schedul
 
 
 @schedule.command("remove")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @KIND_OPTION
 @handled
 def schedule_remove(project_id: int, kind: str) -> None:
@@ -466,7 +482,7 @@ def schedule_remove(project_id: int, kind: str) -> None:
 
 
 @schedule.command("pause")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @KIND_OPTION
 @handled
 def schedule_pause(project_id: int, kind: str) -> None:
@@ -475,7 +491,7 @@ def schedule_pause(project_id: int, kind: str) -> None:
 
 
 @schedule.command("resume")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @KIND_OPTION
 @handled
 def schedule_resume(project_id: int, kind: str) -> None:
@@ -521,7 +537,7 @@ class ProgressShown:
 
 
 @cli.command("sync")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--start", default=None, help="first local date, YYYY-MM-DD (default: --end)")
 @click.option("--end", default=None, help="last local date, YYYY-MM-DD (default: today in the project's zone)")
 @click.option("--dry-run", is_flag=True, help="show what would happen; change nothing")
@@ -579,7 +595,7 @@ WIDE_EVENT_COLUMNS = [*EVENT_COLUMNS[:2], ("date", "date"), *EVENT_COLUMNS[3:7],
 
 
 @cli.command("events")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--start", default=None, help="first local date, YYYY-MM-DD (default: --end)")
 @click.option("--end", default=None, help="last local date (default: today in the project's zone)")
 @click.option("--wide", is_flag=True, help="every column, however wide")
@@ -622,11 +638,11 @@ def _span(start: str | None, end: str | None) -> str:
 
 
 @cli.command("sync-events")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--row", "row_numbers", type=int, multiple=True, help="row number of `stsync events` (repeat)")
 @click.option("--technician", "technician_names", multiple=True, help="every postable row of this technician")
 @click.option("--all", "all_rows", is_flag=True, help="every postable row of the window")
-@click.option("--event", "event_ids", type=int, multiple=True, help="clock event id (repeat)")
+@click.option("--event", "event_ids", type=ID, multiple=True, help="clock event id (repeat)")
 @click.option("--cost-code", "--cost-code-id", "cost_code", default=None, help=COST_CODE_HELP)
 @click.option("--cost-type", "--line-item-type-id", "cost_type", default=None,
               help=COST_TYPE_HELP + " (default: the only Labor cost type)")
@@ -757,7 +773,7 @@ def print_manual(outcome: RunOutcome) -> None:
 
 
 @cli.command("ledger")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--status", type=click.Choice([s.value for s in LedgerStatus]), default=None)
 @click.option("--technician", default=None, help="part of a technician's name")
 @click.option("--start", default=None, help="first work date, YYYY-MM-DD")
@@ -783,7 +799,7 @@ WIDE_LEDGER_COLUMNS = [("source_key", "source"), *LEDGER_COLUMNS[:6], ("reason",
 
 
 @cli.command("runs")
-@click.option("--project", "project_id", type=int, default=None)
+@click.option("--project", "project_id", type=ID, default=None)
 @click.option("--limit", type=int, default=50)
 @click.option("--json", "as_json", is_flag=True)
 @handled
@@ -800,7 +816,7 @@ RUN_COLUMNS = [("id", "run"), ("project_name", "project"), ("trigger", "trigger"
 
 
 @cli.command("retry")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def retry(project_id: int, as_json: bool) -> None:
@@ -836,7 +852,15 @@ def web(bind: str | None) -> None:
     problem = database_problem()
     if problem:
         _fail(problem)
-    serve(bind)
+    serve(_bind(bind) if bind else None)
+
+
+def _bind(text: str) -> str:
+    """host:port, checked before gunicorn starts (its own refusal is a page of traceback)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"--bind must look like 127.0.0.1:8000 (host:port, port 1-65535), got {text!r}")
+    return text
 
 
 @cli.group()
@@ -863,7 +887,7 @@ def user_add(email: str, role: str, password: str) -> None:
 @click.option("--print", "print_it", is_flag=True, help="show the digest here")
 @click.option("--send", is_flag=True, help="mail it now to the company's recipients (or --to)")
 @click.option("--to", "recipients", multiple=True, help="an address to send it to (repeat)")
-@click.option("--company-id", type=int, default=None, help="the Procore company, when several are connected")
+@click.option("--company-id", type=ID, default=None, help="the Procore company, when several are connected")
 @handled
 def digest(print_it: bool, send: bool, recipients: tuple[str, ...], company_id: int | None) -> None:
     """The daily digest: yesterday's posted hours and what needs a person."""
@@ -888,7 +912,7 @@ def webhooks() -> None:
 @webhooks.command("register")
 @click.argument("source", type=click.Choice(["servicetrade", "procore"]))
 @click.option("--url", required=True, help="the console's public https URL")
-@click.option("--company-id", type=int, default=None)
+@click.option("--company-id", type=ID, default=None)
 @handled
 def webhooks_register(source: str, url: str, company_id: int | None) -> None:
     """Create (or update) our webhook at SOURCE, delivering to the console at URL."""
@@ -900,7 +924,7 @@ def webhooks_register(source: str, url: str, company_id: int | None) -> None:
 
 
 @webhooks.command("status")
-@click.option("--company-id", type=int, default=None)
+@click.option("--company-id", type=ID, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def webhooks_status(company_id: int | None, as_json: bool) -> None:

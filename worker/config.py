@@ -10,9 +10,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from worker.crypto import new_secret_key
+from worker.inputs import InvalidArgument
 from worker.logging import mask_url
 from worker.migrate import alembic_config
 from worker.settings import config_path, default_database_url, get_settings
@@ -38,6 +39,7 @@ def init_config(database_url: str | None = None, *, path: Path | None = None) ->
             "to start over, or point STSYNC_CONFIG at another file."
         )
     database_url = database_url or default_database_url()
+    _parsed(database_url, "--database-url")
     path.parent.mkdir(parents=True, exist_ok=True)
     _make_sqlite_folder(database_url)
     text = (
@@ -62,7 +64,10 @@ def database_problem(database_url: str | None = None) -> str | None:
     missing SQLite file is not created by asking."""
     url = database_url or get_settings().database_url
     shown = mask_url(url)
-    sqlite_file = _sqlite_file(url)
+    try:
+        sqlite_file = _sqlite_file(url)
+    except InvalidArgument as exc:
+        return str(exc)
     if sqlite_file is not None and not sqlite_file.exists():
         first = "" if config_path().exists() else "`stsync init` (once, on a new machine), then "
         return f"no stsync database at {sqlite_file} yet: run {first}`stsync db upgrade`"
@@ -87,8 +92,17 @@ def _heads() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
+def _parsed(database_url: str, name: str = "DATABASE_URL") -> URL:
+    try:
+        return make_url(database_url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise InvalidArgument(
+            f"{name} {mask_url(database_url)!r} is not a database URL; it looks like "
+            "postgresql+psycopg://user:password@host/stsync or sqlite:////path/to/stsync.db") from None
+
+
 def _sqlite_file(database_url: str) -> Path | None:
-    url = make_url(database_url)
+    url = _parsed(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database).expanduser()

@@ -24,6 +24,8 @@ from worker.store import schedules as schedule_store
 from worker.store.technicians import store_technicians
 from worker.sync.context import fetch_technicians, labor_codes
 
+MAX_LOOKBACK_DAYS = 366  # a year back is re-read on every run at most: more is a typo, and slow
+
 
 @dataclass(frozen=True)
 class ProjectDetail:
@@ -138,6 +140,9 @@ def link_project(
     """Create (or find) the project's ServiceTrade customer, location and job, and record the link. Linking an
     already linked project changes nothing and says so."""
     project_id = positive_id(project_id, "project_id")
+    if lookback_days is not None and not (isinstance(lookback_days, int) and 0 < lookback_days <= MAX_LOOKBACK_DAYS):
+        raise InvalidArgument(
+            f"lookback_days must be a whole number from 1 to {MAX_LOOKBACK_DAYS}, got {lookback_days!r}")
     with session_scope() as s:
         conn, procore, st = clients_of(s)
         return link_procore_project(s, conn, procore, st, project_id, job_type, lookback_days=lookback_days,
