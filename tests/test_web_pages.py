@@ -401,6 +401,28 @@ def test_a_failed_entry_is_shown_with_procores_words_and_retried_from_the_ledger
     assert "No ledger rows match" in text(connected.get(f"/projects/{project_id}/ledger?status=failed"))
 
 
+def test_home_shows_the_digest_skipped_technicians_with_their_hours_and_what_was_posted(
+    connected: FlaskClient, world: dict[str, Any],
+) -> None:
+    project_id = world["handles"]["project_ids"][0]
+    service.link_project(project_id, "service_call")
+    code = world["handles"]["labor_cost_codes"][str(project_id)][0]
+    service.add_rule(project_id, code["cost_code_id"], code["line_item_type_id"])
+    service.syncing.sync_window(project_id, START, START)
+    home = connected.get("/")
+    assert home.status_code == 200
+    page = text(home)
+    assert "4 technicians skipped" in page
+    assert "James Johansson ⚠ no employee id 5 8.75 Mon 2026-03-02 Jay Street Tower Fit-out" in page
+    assert "has no Procore Employee ID; set externalIds.procore on the technician in ServiceTrade" in page
+    assert "Keiko Johansson ⚠ invalid employee id" in page
+
+
+def test_home_before_anything_is_connected_says_where_to_start(client: FlaskClient) -> None:
+    page = text(client.get("/"))
+    assert "Nothing is connected yet" in page and "Connections" in page
+
+
 def test_retry_with_nothing_failed_says_so(connected: FlaskClient, world: dict[str, Any]) -> None:
     project_id = world["handles"]["project_ids"][0]
     service.link_project(project_id, "service_call")

@@ -13,7 +13,7 @@ from worker import service
 from worker.service import users
 
 from .conftest import Console, Pages
-from .test_console_flow import sign_in
+from .test_console_flow import nav, sign_in
 
 
 def connect_and_link(world: dict[str, Any], project_id: int) -> None:
@@ -38,7 +38,6 @@ def test_rules_schedules_runs_ledger_and_technicians(pages: Pages, console: Cons
     expect(page.locator("table")).to_contain_text("onsite, any technician, mon,tue,wed,thu,fri")
     pages.snap("rules")
 
-    page.get_by_role("link", name="Schedules").first.click()
     page.goto(f"{console.url}/projects/{project_id}/schedules")
     page.get_by_label("Kind").select_option("payroll")
     page.get_by_label("At (local time, HH:MM)").fill("06:00")
@@ -52,7 +51,11 @@ def test_rules_schedules_runs_ledger_and_technicians(pages: Pages, console: Cons
     pages.snap("schedules")
 
     outcome = service.syncing.sync_window(project_id, "2026-03-02", "2026-03-08")
-    page.get_by_role("link", name="Runs", exact=True).first.click()
+    nav(page, "Home").click()
+    expect(page.locator("main")).to_contain_text("4 technicians skipped")
+    expect(page.locator("main table").first).to_contain_text("James Johansson")
+    pages.snap("home")
+    nav(page, "Runs").click()
     expect(page.locator("table")).to_contain_text("completed with problems")
     pages.snap("runs")
     page.get_by_role("link", name=str(outcome.run_id), exact=True).click()
@@ -72,7 +75,7 @@ def test_rules_schedules_runs_ledger_and_technicians(pages: Pages, console: Cons
     assert page.locator("figure.chart svg rect").count() >= 5
     pages.snap("project-chart")
 
-    page.get_by_role("link", name="Technicians", exact=True).click()
+    nav(page, "Technicians").click()
     row = page.locator("tr", has_text="Keiko Johansson")
     expect(row).to_contain_text("matches no Procore person")
     expect(row).to_have_class(re.compile("problem"))

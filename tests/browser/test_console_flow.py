@@ -28,12 +28,12 @@ def sign_in(page: Page, console: Console) -> None:
     page.get_by_label("Email").fill(console.email)
     page.get_by_label("Password").fill(console.password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
 
 
 def connect_both(pages: Pages, console: Console, handles: dict[str, Any]) -> None:
     page = pages.page
-    page.get_by_role("link", name="Connections").click()
+    page.get_by_role("main").get_by_role("link", name="Connections").click()
     page.get_by_label("Procore company ID").fill(str(handles["procore_company_id"]))
     page.get_by_label("Client ID of the Procore app").fill(handles["procore_client_id"])
     page.get_by_label("Client secret of the Procore app").fill(handles["procore_client_secret"])
@@ -52,9 +52,13 @@ def connect_both(pages: Pages, console: Console, handles: dict[str, Any]) -> Non
     pages.snap("connected")
 
 
+def nav(page: Page, name: str) -> Locator:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
+
+
 def open_project(page: Page, project_id: int) -> None:
     """From the list of the company's projects, by its name."""
-    page.get_by_role("link", name="Projects").click()
+    nav(page, "Projects").click()
     page.locator(f'table a[href="/projects/{project_id}"]').first.click()
     expect(page.get_by_role("heading", name="Before you begin")).to_be_visible()
 
@@ -111,11 +115,12 @@ def test_office_admin_walks_the_whole_manual_flow(
     handles = world["handles"]
     page = pages.page
     sign_in(page, console)
+    expect(page.locator("main")).to_contain_text("Nothing is connected yet")
     connect_both(pages, console, handles)
 
     no_zip, linked = handles["project_ids"][0], handles["project_ids"][1]
     emulator.admin.patch_project(no_zip, zip="")
-    page.get_by_role("link", name="Projects").click()
+    nav(page, "Projects").click()
     expect(page.locator("table")).to_contain_text("not linked")
     pages.snap("projects")
     open_project(page, no_zip)

@@ -11,14 +11,25 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, url_for
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
 from gunicorn.app.base import BaseApplication
 
 from worker.logging import configure_logging
 from worker.settings import Settings, get_settings
-from worker.web import auth, connections, events, ops, projects, rules, runs, schedules, technicians, users
+from worker.web import (
+    auth,
+    connections,
+    events,
+    home,
+    ops,
+    projects,
+    rules,
+    runs,
+    schedules,
+    technicians,
+    users,
+)
 from worker.web.display import FILTERS
 from worker.web.hooks import bp as hooks_bp
 
@@ -61,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(auth.require_signed_in_user)
     app.context_processor(auth.user_context)
     app.jinja_env.filters.update(FILTERS)
-    app.add_url_rule("/", "home", _home)
+    app.add_url_rule("/", "home", home.index)
     headers = security_headers(settings)
     app.after_request(lambda response: _with_headers(response, headers))
     return app
@@ -87,10 +98,6 @@ def session_key(settings: Settings) -> bytes:
     """The key that signs session cookies, derived from the credentials key so there is one secret to keep; a
     key rotation signs everyone out, which is what a rotation is for."""
     return hmac.new(settings.secret_key().encode(), b"stsync web session cookies", hashlib.sha256).digest()
-
-
-def _home() -> ResponseReturnValue:
-    return redirect(url_for("projects.index"))
 
 
 def serve(bind: str | None = None, *, workers: int = 2, threads: int = 4) -> None:
