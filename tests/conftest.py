@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from worker.settings import reset_settings
 from worker.sync.context import forget_company_reference
+from worker.sync.posting import forget_bulk_refusals
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -39,8 +40,10 @@ def _fresh_company_reference() -> Iterator[None]:
     """A worker reuses a company's Procore settings for a minute; each test's emulator world is a new company
     under the same id, so no test sees what an earlier one read."""
     forget_company_reference()
+    forget_bulk_refusals()
     yield
     forget_company_reference()
+    forget_bulk_refusals()
 
 
 def _require(what: str, check) -> None:  # noqa: ANN001

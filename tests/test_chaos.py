@@ -1,5 +1,6 @@
-"""Chaos: transient faults, lost responses and a worker killed with SIGKILL at random moments, several times.
-Afterwards Procore must hold exactly the expected entries: 0 duplicates, 0 missing, 0 wrong."""
+"""Chaos: transient faults, lost responses, project lock connections terminated under running syncs, and a worker
+killed with SIGKILL at random moments, several times. Afterwards Procore must hold exactly the expected entries:
+0 duplicates, 0 missing, 0 wrong."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from decimal import Decimal
 
 import pytest
 import redis
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from emulators.world import generate_world
-from worker.db import session_scope
+from worker.db import _LOCK_NAMESPACE, session_scope
 from worker.enums import LedgerStatus, RunStatus
 from worker.models import Connection, LedgerEntry, SyncRun
 from worker.sync.context import resolve_technicians
@@ -124,12 +126,14 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
             processes.publish(sync_project, BROKER_URL, queue="sync",
                               kwargs={"project_id": pid, "start": str(START), "end": str(END)})
 
-    kills = interrupted = 0
+    kills = interrupted = locks_killed = 0
     while kills < KILLS:
         worker = processes.worker(env, name=f"chaos{kills}", concurrency=2)
         worker.wait_for(processes.WORKER_READY, 60)
         enqueue_all()
-        time.sleep(rng.uniform(0.5, 4.0))
+        time.sleep(rng.uniform(0.5, 3.0))
+        locks_killed += _terminate_lock_backends(db_url)  # a database restart, failover or pooler under the syncs
+        time.sleep(rng.uniform(0.2, 1.5))
         worker.kill()
         kills += 1
         interrupted += _count_status(RunStatus.running)
@@ -149,7 +153,7 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
             if _settled():
                 break
         else:
-            pytest.fail(f"the ledger did not settle: {_open_rows()} rows still pending/unknown")
+            pytest.fail(f"the ledger did not settle: {_open_rows()} rows still pending/unknown; last runs: {_last_runs()}")
     finally:
         worker.stop()
         logs.append(worker.output())
@@ -162,10 +166,12 @@ def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis
     wrong = got - expected
     counts = {"seed": seed, "expected": sum(expected.values()), "actual": sum(got.values()),
               "duplicates": duplicates, "missing": sum(missing.values()), "wrong": sum(wrong.values()),
-              "kills": kills, "runs_cut_by_kills": interrupted, "requests": emulator.admin.requests()["total"]}
+              "kills": kills, "runs_cut_by_kills": interrupted, "lock_connections_killed": locks_killed,
+              "requests": emulator.admin.requests()["total"]}
     print("chaos:", json.dumps(counts))
     assert (duplicates, sum(missing.values()), sum(wrong.values())) == (0, 0, 0), counts
     assert interrupted >= 1, "no kill landed while a sync was running: the test proved nothing about crashes"
+    assert locks_killed >= 1, "no lock connection was terminated under a running sync"
 
     # No configured secret in any log line of the whole run.
     with session_scope() as s:
@@ -188,16 +194,32 @@ def _count_status(status: RunStatus) -> int:
         return len(rows)
 
 
+def _terminate_lock_backends(db_url: str) -> int:
+    """Terminate every backend holding a project lock: their runs must stop before their next POST."""
+    engine = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        killed = conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"
+            " AND granted"), {"ns": _LOCK_NAMESPACE}).scalar() or 0
+    engine.dispose()
+    return int(killed)
+
+
 def _finished_runs() -> int:
     with session_scope() as s:
         return len(s.scalars(select(SyncRun.id).where(SyncRun.status.in_(
-            [RunStatus.succeeded, RunStatus.failed, RunStatus.deferred]))).all())
+            [RunStatus.succeeded, RunStatus.completed_with_problems, RunStatus.failed, RunStatus.deferred]))).all())
 
 
 def _open_rows() -> int:
     with session_scope() as s:
         return len(s.scalars(select(LedgerEntry.id).where(
             LedgerEntry.status.in_([LedgerStatus.pending, LedgerStatus.unknown]))).all())
+
+
+def _last_runs() -> list[tuple[str, str | None]]:
+    with session_scope() as s:
+        return [(r.status.value, r.error) for r in s.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(5))]
 
 
 def _settled() -> bool:

@@ -18,7 +18,7 @@ from worker.store.ledger import LedgerRow, Sendable
 from worker.sync.diff import Action, ActionKind, Desired, LedgerView, diff
 from worker.sync.identity import parse_origin
 from worker.sync.plan import PlannedRow
-from worker.sync.posting import Poster, planned_values
+from worker.sync.posting import Poster, planned_values, stored_differently
 from worker.sync.report import RunReport
 
 
@@ -160,25 +160,41 @@ class Applier:
         fresh, again, history = [], [], []
         for key, entry in found.items():
             p, origin = candidates[key], parse_origin(entry)
-            values = {**planned_values(p), "status": LedgerStatus.posted, "reason": None, "detail": None,
-                      "procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status"),
+            # What Procore holds is adopted as posted only if it is what this entry says; otherwise it is a
+            # failure with both values, never sent again (it exists) and never called posted.
+            difference = stored_differently(p.payload or {}, entry)
+            status, reason = (LedgerStatus.failed, "procore_changed_entry") if difference else (
+                LedgerStatus.posted, "adopted")
+            detail = (f"Procore holds entry {entry['id']} differently from what stsync would send: {difference}"
+                      if difference else f"found in Procore as {entry['id']}; nothing was sent")
+            values = {**planned_values(p), "status": status, "reason": reason if difference else None,
+                      "detail": detail if difference else None, "procore_entry_id": int(entry["id"]),
+                      "approval_status": entry.get("approval_status"),
                       "content_hash": origin.content_hash if origin else None, "posted_at": self.now,
                       "last_run_id": self.run_id}
             if key in rows:
+                if rows[key].status == status and rows[key].reason == values["reason"]:
+                    continue  # known already: a changed entry stays failed, said by the report
                 again.append({**values, "id": rows[key].id})
-                history.append((key, rows[key].status))
+                history.append((key, rows[key].status, status, reason, detail))
             else:
                 fresh.append({**values, **self._new_row(key), "attempts": 0, "manual": manual})
-                history.append((key, None))
+                history.append((key, None, status, reason, detail))
+            if difference:
+                self.report.failed += 1
+                self.report.failures.append(f"{key}: {detail}")
+            else:
+                self.report.adopted += 1
+        if not (fresh or again):
+            return 0
         with session_scope(self.database_url) as s:
             ids = {key: row.id for key, row in rows.items()}
             ids.update(ledger_store.insert_rows(s, self.connection_id, fresh))
             ledger_store.update_by_id(s, again)
-            ledger_store.add_history(s, [(ids[key], old, LedgerStatus.posted, "adopted",
-                                          f"found in Procore as {found[key]['id']}; nothing was sent")
-                                         for key, old in history], run_id=self.run_id, at=self.now)
-        self.report.adopted += len(found)
-        return len(found)
+            ledger_store.add_history(s, [(ids[key], old, new, reason, detail)
+                                         for key, old, new, reason, detail in history], run_id=self.run_id,
+                                     at=self.now)
+        return len(fresh) + len(again)
 
     def _reconcile_first(self, decisions: Decisions, planned: dict[str, PlannedRow], rows: dict[str, LedgerRow],
                          *, manual: bool) -> None:

@@ -350,6 +350,12 @@ class Poster:
 LOCKED_APPROVALS = ("approved", "completed")
 
 
+def forget_bulk_refusals() -> None:
+    """Forget which companies refused the bulk route (tests, where each world is a new company under one id)."""
+    with _bulk_refused_guard:
+        _bulk_refused.clear()
+
+
 def stored_differently(sent: dict[str, Any], stored: dict[str, Any]) -> str | None:
     """What Procore stored differently from what was sent (date, person, cost code, cost type, hours or times),
     as `field: sent X, stored Y`; None when it stored what was sent. A field missing from the answer is not
