@@ -115,3 +115,23 @@ def stsync_url() -> str:
     from worker.settings import get_settings
 
     return get_settings().database_url
+
+
+def test_rebuild_makes_the_ledger_from_procore_and_servicetrade_alone(stsync, emulator, databases, monkeypatch) -> None:  # noqa: ANN001
+    from worker.service import syncing
+
+    pid = first_project(stsync)
+    stsync.sync(pid, START, MID)
+    posted = {source_key_of(e) for e in live_entries(emulator, pid)}
+
+    _use(monkeypatch, databases(True))
+    stsync.connect()
+    first_project(stsync)
+    emulator.admin.reset_requests()
+    result = syncing.rebuild_ledger(pid, START, END)
+    assert write_calls(emulator.admin.requests()) == 0, "a rebuild sends nothing"
+    assert result.adopted == len(posted) and result.unmatched_in_procore == 0 and result.changed_in_procore == 0
+    assert result.not_in_procore > 0, "the days after MID were never synced"
+    report = stsync.sync(pid, START, END)["report"]
+    assert report["posted"] == result.not_in_procore and report["adopted"] == 0
+    assert_exactly_once(emulator, pid)

@@ -26,6 +26,7 @@ from worker.store import technicians as technician_store
 from worker.store.links import find_link
 from worker.sync.identity import parse_origin
 from worker.sync.pipeline import Progress, Selection, run_sync
+from worker.sync.rebuild import RebuildResult, rebuild_window
 from worker.sync.runner import RunOutcome, execute_run
 
 WindowOf = Callable[[ProjectLink, date], Period]
@@ -150,6 +151,21 @@ def retry_failed(project_id: int, *, now: datetime | None = None) -> RunOutcome 
         return None
     window = Period(min(dates), max(dates))
     return _run(project_id, lambda _link, _today: window, trigger=RunTrigger.retry, now=now)
+
+
+def rebuild_ledger(
+    project_id: int, start: date | str | None = None, end: date | str | None = None, *, now: datetime | None = None,
+) -> RebuildResult:
+    """Rebuild a window's ledger rows from Procore and ServiceTrade alone (after a lost or restored database):
+    how many entries were adopted, how many Procore holds differently, how many Procore entries match no clock
+    event, and how many clock events have no entry yet. Nothing is sent to Procore."""
+    start, end = parse_day(start, "start"), parse_day(end, "end")
+    now = now or datetime.now(UTC)
+    with session_scope() as s:
+        link = find_link(s, positive_id(project_id, "project_id"))
+        _conn, procore, st = clients_of(s)
+        window, link_id = _window(start, end, local_today(link, now)), link.id
+    return rebuild_window(link_id, window, st=st, procore=procore, now=now)
 
 
 def run_by_id(run_id: int, *, task_id: str | None = None) -> RunOutcome:
