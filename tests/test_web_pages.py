@@ -101,6 +101,27 @@ def test_both_systems_connect_from_the_connections_page(client: FlaskClient, wor
     assert "Marcus Tanaka" in text(client.get("/technicians/"))
 
 
+def test_webhooks_are_registered_from_the_connections_page_and_their_state_shown(connected: FlaskClient) -> None:
+    before = text(connected.get("/connections/"))
+    assert "servicetrade ⚠ no: not registered" in before and "procore ⚠ no: not registered" in before
+    st = post(connected, "/connections/webhooks", {"url": "http://127.0.0.1:8000", "servicetrade": "1"},
+              token_from="/connections/")
+    assert "servicetrade webhook created: it delivers to http://127.0.0.1:8000/hooks/servicetrade/" in text(st)
+    procore = post(connected, "/connections/webhooks", {"url": "http://127.0.0.1:8000", "procore": "1"},
+                   token_from="/connections/")
+    assert "procore webhook created: it delivers to http://127.0.0.1:8000/hooks/procore" in text(procore)
+    after = text(connected.get("/connections/"))
+    assert "servicetrade ✓ yes" in after and "procore ✓ yes" in after
+    refused = post(connected, "/connections/webhooks", {"url": "http://stsync.example.com", "procore": "1"},
+                   token_from="/connections/")
+    assert refused.status_code == 400 and "public https address" in text(refused)
+    assert "No webhook deliveries yet" in text(connected.get("/runs"))
+
+
+def test_webhooks_wait_for_both_connections(client: FlaskClient) -> None:
+    assert "Connect Procore and ServiceTrade first" in text(client.get("/connections/"))
+
+
 def test_wrong_servicetrade_credentials_are_refused(client: FlaskClient, world: dict[str, Any]) -> None:
     h = world["handles"]
     service.connect_procore(h["procore_company_id"], h["procore_client_id"], h["procore_client_secret"])

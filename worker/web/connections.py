@@ -13,10 +13,12 @@ from flask.typing import ResponseReturnValue
 from worker import service
 from worker.clients.procore import authorize_url, exchange_authorization_code
 from worker.crypto import decrypt, encrypt
+from worker.service import webhooks
 from worker.settings import get_settings
+from worker.store.connections import NoConnection
 from worker.web.auth import require_admin
 from worker.web.calls import attempt
-from worker.web.forms import ProcoreForm, ServiceTradeForm
+from worker.web.forms import ProcoreForm, ServiceTradeForm, WebhooksForm
 
 bp = Blueprint("connections", __name__, url_prefix="/connections")
 bp.before_request(require_admin)
@@ -63,6 +65,21 @@ def procore() -> ResponseReturnValue:
     if connected is None:
         return _page(ServiceTradeForm(formdata=None), form, 400)
     _flash_procore(connected)
+    return redirect(url_for("connections.index"))
+
+
+@bp.route("/webhooks", methods=["POST"])
+def register_webhooks() -> ResponseReturnValue:
+    """Register (or update) a sender's webhook so changes arrive between scheduled runs (which stay the backstop)."""
+    form = WebhooksForm()
+    if not form.validate_on_submit():
+        return _page(ServiceTradeForm(formdata=None), ProcoreForm(formdata=None), 400, form)
+    register = webhooks.register_procore if form.procore.data else webhooks.register_servicetrade
+    registered = attempt(register, form.url.data or "")
+    if registered is None:
+        return _page(ServiceTradeForm(formdata=None), ProcoreForm(formdata=None), 400, form)
+    flash(f"{registered.source} webhook {registered.action}: it delivers to {registered.url} "
+          f"({', '.join(registered.events)})", "ok")
     return redirect(url_for("connections.index"))
 
 
@@ -129,5 +146,16 @@ def _flash_procore(connected: service.ProcoreConnected) -> None:
     flash(f"Procore company {connected.company_id} connected with {connected.grant}", "ok")
 
 
-def _page(st_form: ServiceTradeForm, procore_form: ProcoreForm, status: int = 200) -> ResponseReturnValue:
-    return render_template("connections.html", st_form=st_form, procore_form=procore_form), status
+def _page(st_form: ServiceTradeForm, procore_form: ProcoreForm, status: int = 200,
+          hooks_form: WebhooksForm | None = None) -> ResponseReturnValue:
+    hooks_form = hooks_form or WebhooksForm(formdata=None, url=request.host_url.rstrip("/"))
+    return render_template("connections.html", st_form=st_form, procore_form=procore_form, hooks_form=hooks_form,
+                           hooks=_hook_statuses()), status
+
+
+def _hook_statuses() -> list[webhooks.HookStatus] | None:
+    """None until both systems are connected (the page says so instead of an error)."""
+    try:
+        return webhooks.status()
+    except NoConnection:
+        return None

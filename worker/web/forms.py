@@ -51,6 +51,12 @@ class ProcoreForm(FlaskForm):
     authorize = SubmitField("Connect to Procore")
 
 
+class WebhooksForm(FlaskForm):
+    url = StringField("The console's public address (https)", validators=[DataRequired("enter the address")])
+    servicetrade = SubmitField("Register the ServiceTrade webhook")
+    procore = SubmitField("Register the Procore webhook")
+
+
 class LinkForm(FlaskForm):
     job_type = SelectField(
         "Job type", choices=[SelectChoice(t, t.replace("_", " ")) for t in JOB_TYPES], default="service_call"

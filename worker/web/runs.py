@@ -7,13 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 
 from worker.enums import FINISHED_RUN_STATUSES, LedgerStatus
-from worker.service import history, syncing
+from worker.service import history, syncing, webhooks
 from worker.web.calls import attempt
 from worker.web.forms import ConfirmForm
 
 bp = Blueprint("runs", __name__)
 
 RECENT_RUNS = 100
+RECENT_DELIVERIES = 50
 RUN_LOOKUP = 1000
 REFRESH_S = 2
 
@@ -22,7 +23,8 @@ REFRESH_S = 2
 def index() -> ResponseReturnValue:
     project_id = request.args.get("project_id", type=int)
     runs = attempt(history.list_runs, project_id, RECENT_RUNS, problems_first=True) or []
-    return render_template("runs.html", runs=runs, project_id=project_id)
+    deliveries = attempt(webhooks.recent_deliveries, RECENT_DELIVERIES) if project_id is None else None
+    return render_template("runs.html", runs=runs, project_id=project_id, deliveries=deliveries)
 
 
 @bp.route("/runs/<int:run_id>")
