@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-quick services system-deps emulators clean
+.PHONY: demo console test test-fast lint bench bench-quick services system-deps emulators clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ install: $(STAMP)
 
 ## demo: the main job on embedded defaults (SQLite + the emulators, no services needed)
 demo: $(STAMP)
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m demo
+
+## console: the demo's world, then the web console on http://127.0.0.1:8000 with a demo user (Ctrl-C stops it)
+console: $(STAMP)
+	$(BIN)/python -m demo --console
 
 ## test: the whole suite against real PostgreSQL, Redis and the emulators
 test: $(STAMP) services system-deps

@@ -286,8 +286,10 @@ def _print_check(d: dict[str, Any]) -> None:
         print_table(d["technicians"], TECHNICIAN_COLUMNS, row_style=_flagged)
     for b in d["blockers"]:
         say(f"BLOCKS SYNC: {b}", "bold red")
+    in_the_table = [t["warning"] for t in d["technicians"] if t.get("warning")]
     for w in d["warnings"]:
-        say(f"warning: {w}", "yellow")
+        if not any(w.startswith(said) for said in in_the_table):  # a technician's fix is in the table already
+            say(f"warning: {w}", "yellow")
     say("ready to sync" if d["ok"] else "not ready: fix the items marked BLOCKS SYNC", None if d["ok"] else "red")
 
 
