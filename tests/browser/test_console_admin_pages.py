@@ -56,7 +56,7 @@ def test_rules_schedules_runs_ledger_and_technicians(pages: Pages, console: Cons
     expect(page.locator("main table").first).to_contain_text("James Johansson")
     pages.snap("home")
     nav(page, "Runs").click()
-    expect(page.locator("table")).to_contain_text("completed with problems")
+    expect(page.locator("table").first).to_contain_text("completed with problems")
     pages.snap("runs")
     page.get_by_role("link", name=str(outcome.run_id), exact=True).click()
     expect(page.locator("dl.facts")).to_contain_text("no employee id")
