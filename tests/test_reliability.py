@@ -351,3 +351,28 @@ def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync
     assert errors == []
     with session_scope() as s:
         assert len(s.scalars(select(Technician).where(Technician.st_user_id >= 9_000_000_000_000_000)).all()) == 50
+
+
+def test_one_bad_upstream_record_never_fails_a_run(stsync, emulator) -> None:  # noqa: ANN001
+    """A technician named with a NUL byte and 400 characters, a Procore person with a null id and one with text
+    for an id: cleaned, cut or passed over with a warning; the run posts."""
+    from worker.models import Technician
+    from worker.sync.context import resolve_technicians
+
+    tech = next(t for t in stsync.h["technicians"] if t["expect"] == "ok")
+    emulator.admin.patch_user(tech["st_user_id"], firstName="Ana\x00" + "x" * 400, lastName="Bad",
+                              email="a@example.com", status="active", timezone="America/New_York", isTech=True,
+                              externalIds={"procore": tech["employee_id"]})
+    pid = first_project(stsync)
+    result = stsync.sync(pid, START, END, ok=False)
+    assert result["report"]["posted"] > 0
+    with session_scope() as s:
+        stored = s.scalars(select(Technician).where(Technician.st_user_id == tech["st_user_id"])).one()
+        assert "\x00" not in stored.name and len(stored.name) <= 300
+
+    people = [{"id": None, "employee_id": "E-1", "is_employee": True},
+              {"id": "abc", "employee_id": "E-2", "is_employee": True},
+              {"id": 7, "employee_id": "E-3", "is_employee": True, "first_name": "Ok", "last_name": "Person"}]
+    users = [{"id": "x", "name": "No id"}, {"id": 5, "name": "Fine", "externalIds": {"procore": "E-3"}}]
+    resolved = resolve_technicians(users, people)
+    assert [(t.st_user_id, t.party_id) for t in resolved] == [(5, 7)]

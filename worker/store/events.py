@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from worker.db import dialect_insert, one_of, staged
 from worker.models import ClockEvent
-from worker.store.text import clean_text
 from worker.sync.types import Punch
+from worker.text import clean_text
 
 # What ServiceTrade says of a punch; a stored event is rewritten only when one of these changed.
 EVENT_FIELDS = ("st_user_id", "user_name", "st_job_id", "activity", "event_type", "event_time", "source", "st_updated")

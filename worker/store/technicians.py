@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from worker.db import dialect_insert
 from worker.enums import TechnicianStatus
 from worker.models import Technician
-from worker.store.text import clean_text
 from worker.sync.context import ResolvedTechnician
+from worker.text import clean_text
 
 
 def store_technicians(s: Session, connection_id: int, techs: Sequence[ResolvedTechnician], now: datetime) -> None:

@@ -9,11 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
+
 from worker.clients.procore import ProcoreClient
 from worker.clients.servicetrade import ServiceTradeClient
 from worker.enums import TechnicianStatus
 from worker.sync.plan import ProjectContext, TechnicianView
 from worker.sync.types import RoundingRule
+from worker.text import clean_text
+
+log = structlog.get_logger("stsync.sync")
 
 TIMESHEETS_TOOL_TITLE = "Timesheets"
 REQUIRED_PROJECT_FIELDS = ("name", "address", "city", "state_code", "zip")
@@ -148,12 +153,18 @@ def resolve_technicians(
     by_employee_id: dict[str, Mapping[str, Any]] = {}
     for person in people:
         emp = str(person.get("employee_id") or "").strip()
-        if emp:
+        if emp and _whole_id(person.get("id")) is not None:
             by_employee_id.setdefault(emp, person)
+        elif emp:  # one odd record must not fail every project's run
+            log.warning("procore.person_without_id", employee_id=emp[:40], id=repr(person.get("id"))[:40])
     resolved = []
     for user in st_users:
-        uid = int(user["id"])
-        name = str(user.get("name") or f"{user.get('firstName', '')} {user.get('lastName', '')}".strip())
+        uid = _whole_id(user.get("id"))
+        if uid is None:
+            log.warning("servicetrade.user_without_id", id=repr(user.get("id"))[:40])
+            continue
+        name = clean_text(user.get("name") or f"{user.get('firstName', '')} {user.get('lastName', '')}".strip(), 300,
+                          "technician name")
         emp = str(((user.get("externalIds") or {}).get("procore")) or "").strip() or None
         if emp is None:
             resolved.append(ResolvedTechnician(uid, name, None, None, TechnicianStatus.no_employee_id,
@@ -174,6 +185,15 @@ def resolve_technicians(
             continue
         resolved.append(ResolvedTechnician(uid, name, emp, int(person["id"]), TechnicianStatus.ok, None))
     return resolved
+
+
+def _whole_id(value: Any) -> int | None:
+    """An id as a positive bigint, or None for what is not one (null, text, a number out of range)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 and not isinstance(value, bool | float) else None
 
 
 def fetch_technicians(st: ServiceTradeClient, procore: ProcoreClient) -> list[ResolvedTechnician]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.enums import ACTIVITIES, EVENT_TYPES
 from worker.sync.types import Punch
+from worker.text import clean_text
 
 # Epoch seconds stay below this until the year 5138; a larger number is milliseconds (or garbage).
 _MAX_EPOCH_SECONDS = 10**11
@@ -63,7 +64,7 @@ def punch_from_event(raw: Any) -> Punch:
     return Punch(
         id=event_id,  # type: ignore[arg-type]
         user_id=_int(user, "id", event_id, path="user.id"),
-        user_name=str(user.get("name") or f"user {user.get('id')}"),
+        user_name=clean_text(user.get("name") or f"user {user.get('id')}", 300, "technician name"),
         job_id=_int(job, "id", event_id, path="job.id"),
         activity=str(activity),
         event_type=str(event_type),

@@ -26,7 +26,6 @@ from worker.store import ledger as ledger_store
 from worker.store import sync_runs as run_store
 from worker.store.ledger import LedgerRow
 from worker.store.technicians import store_technicians
-from worker.store.text import clean_text
 from worker.sync.apply import Applier, Decisions, count_decisions, decide
 from worker.sync.context import fetch_technicians, load_project_context
 from worker.sync.plan import PlannedRow, ProjectContext, plan_rows
@@ -36,6 +35,7 @@ from worker.sync.report import RunReport
 from worker.sync.rounding import describe_rule
 from worker.sync.rules import parse_weekdays, parse_window
 from worker.sync.types import CostRule, Punch
+from worker.text import clean_text
 
 Progress = Callable[[str, int, int], None]
 # Skips that come from the technician, not the punches: the row can't be picked in the manual flow.
