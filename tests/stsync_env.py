@@ -24,10 +24,11 @@ class Stsync:
     def h(self) -> dict[str, Any]:
         return self.world["handles"]
 
-    def __call__(self, *args: str, ok: bool = True) -> Result:
+    def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:  # noqa: A002 - click's name
+        """Run `stsync ARGS`; `input` is what a person types at its prompts."""
         from worker.cli import cli
 
-        result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        result = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
         if ok and result.exit_code != 0:
             raise AssertionError(f"stsync {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}")
         return result

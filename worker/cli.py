@@ -657,7 +657,7 @@ def sync_events(project_id: int, row_numbers: tuple[int, ...], technician_names:
                 end: str | None, as_json: bool) -> None:
     """The manual flow: post chosen clock events of PROJECT_ID with one cost code. Choose rows of `stsync events`
     (same --start/--end), a technician, all, or event ids; on a terminal, without a choice, it asks."""
-    ask = sys.stdin.isatty() and sys.stdout.isatty() and not as_json
+    ask = interactive() and not as_json
     view = None
     if row_numbers or technician_names or all_rows or not event_ids or not (cost_code and cost_type):
         view = syncing.clock_events(project_id, start, end)
@@ -676,6 +676,11 @@ def sync_events(project_id: int, row_numbers: tuple[int, ...], technician_names:
     emit(outcome.to_dict(), as_json, lambda: print_manual(outcome))
     if outcome.status != RunStatus.succeeded:
         sys.exit(1)
+
+
+def interactive() -> bool:
+    """A person at a terminal, who can be asked."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def pick_rows(view: ClockEventsView, numbers: Iterable[int], technicians: Iterable[str], every: bool) -> list[EventRow]:
@@ -774,7 +779,21 @@ def print_manual(outcome: RunOutcome) -> None:
 # ---------------------------------------------------------------------------- history
 
 
-@cli.command("ledger")
+class ListByDefault(click.Group):
+    """A group whose first word may be a project id: `stsync ledger 456 ...` is `stsync ledger show 456 ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("ledger", cls=ListByDefault)
+def ledger() -> None:
+    """What stsync posted, skipped or holds for review (`stsync ledger PROJECT_ID`), and rebuilding it."""
+
+
+@ledger.command("show")
 @click.argument("project_id", type=ID)
 @click.option("--status", type=click.Choice([s.value for s in LedgerStatus]), default=None)
 @click.option("--technician", default=None, help="part of a technician's name")
@@ -784,13 +803,35 @@ def print_manual(outcome: RunOutcome) -> None:
 @click.option("--wide", is_flag=True, help="every column, however wide")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def ledger(project_id: int, status: str | None, technician: str | None, start: str | None, end: str | None,
-           limit: int, wide: bool, as_json: bool) -> None:
+def ledger_show(project_id: int, status: str | None, technician: str | None, start: str | None, end: str | None,
+                limit: int, wide: bool, as_json: bool) -> None:
     """The ledger rows of PROJECT_ID: what stsync posted, skipped, or holds for review, and why."""
     data = [r.to_dict() for r in history.list_ledger(project_id, status=status, technician=technician, start=start,
                                                       end=end, limit=limit)]
     emit(data, as_json, lambda: print_table(data, WIDE_LEDGER_COLUMNS if wide else LEDGER_COLUMNS, wide=wide,
                                             wrap=("technician", "cost_code", "detail")))
+
+
+@ledger.command("rebuild")
+@click.argument("project_id", type=ID)
+@click.option("--start", required=True, help="first local date, YYYY-MM-DD")
+@click.option("--end", required=True, help="last local date, YYYY-MM-DD")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def ledger_rebuild(project_id: int, start: str, end: str, as_json: bool) -> None:
+    """Rebuild the ledger of a window from Procore and ServiceTrade (after a lost or restored database); nothing
+    is sent to Procore."""
+    done = syncing.rebuild_ledger(project_id, start, end)
+
+    def show() -> None:
+        say(f"{done.project_name} (Procore project {done.project_id}), {done.window.start} to {done.window.end}: "
+            "ledger rebuilt from Procore, nothing sent")
+        say(f"  adopted                {done.adopted} entries found in Procore")
+        say(f"  changed in Procore     {done.changed_in_procore} (marked failed, named in `stsync ledger`)")
+        say(f"  not stsync's           {done.unmatched_in_procore} entries in Procore match no clock event")
+        say(f"  not in Procore yet     {done.not_in_procore} (the next sync posts them)")
+
+    emit(done.to_dict(), as_json, show)
 
 
 LEDGER_COLUMNS = [("technician", "technician"), ("date", "date"), ("activity", "activity"), ("hours", "hours"),
