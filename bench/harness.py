@@ -281,6 +281,33 @@ class Harness:
         proc, stderr = self.start_child(args, spec, env)
         return self.finish_child(proc, stderr, " ".join(args))
 
+    def workers(self, spec: dict[str, Any], groups: list[list[int]], env: dict[str, str]) -> dict[str, Any]:
+        """`bench.worker` processes side by side, one per group of projects, started together once all are
+        imported; their answers as one: wall time from the first start to the last finish, entries and runs
+        of all, the largest peak RSS (each process is a worker of its own)."""
+        children = [self.start_child(["bench.worker"], {**spec, "projects": group, "wait_for_go": True}, env)
+                    for group in groups]
+        for proc, _ in children:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "READY":
+                raise BenchError("an stsync worker did not get ready")
+        for proc, _ in children:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results, failures = [], []
+        for proc, log in children:  # every child is waited for before the database goes away
+            try:
+                results.append(self.finish_child(proc, log, "stsync sync"))
+            except BenchError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return {"started": min(r["started"] for r in results), "finished": max(r["finished"] for r in results),
+                "wall_s": max(r["finished"] for r in results) - min(r["started"] for r in results),
+                "runs": [run for r in results for run in r["runs"]], "entries": sum(r["entries"] for r in results),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "processes": len(results)}
+
 
 def measure(result: dict[str, Any], counts: dict[str, int], **extra: Any) -> Measure:
     return Measure(

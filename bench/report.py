@@ -10,7 +10,7 @@ from bench.scenarios import growth_exponent
 
 SCENARIO_ORDER = ["payroll_0ms", "payroll_25ms", "payroll_150ms", "rerun", "incremental_history",
                   "incremental_month", "incremental_empty", "rate_limited"]
-CONTENDER_ORDER = ["stsync", "stsync_burst", "naive", "bare_bulk", "bare_read"]
+CONTENDER_ORDER = ["stsync", "stsync_1", "stsync_burst", "naive", "bare_bulk", "bare_read"]
 PAYROLL_CONTENDERS = ["stsync", "naive", "bare_bulk"]
 
 
@@ -65,6 +65,9 @@ def ratios(scenarios: dict[str, Any], memory: list[dict[str, Any]]) -> dict[str,
         "stsync_over_bare_bulk_wall_0ms": _ratio(_wall(s0), _wall(b0)),
         "stsync_over_bare_bulk_wall_25ms": _ratio(_wall(s25), _wall(b25)),
         "stsync_over_bare_bulk_wall_150ms": _ratio(_wall(s150), _wall(b150)),
+        "stsync_1_over_bare_bulk_wall_0ms": _ratio(_wall(_get(scenarios, "payroll_0ms", "stsync_1")), _wall(b0)),
+        "stsync_1_over_bare_bulk_wall_150ms": _ratio(_wall(_get(scenarios, "payroll_150ms", "stsync_1")),
+                                                     _wall(b150)),
         "rerun_over_first_run_wall": _ratio(_wall(rerun), _wall(s0)),
         "rerun_over_bare_read_wall": _ratio(_wall(rerun), _wall(bare_read)),
         "incremental_history_over_month_wall": _ratio(_wall(hist), _wall(month)),
@@ -152,6 +155,9 @@ def table_rows(scenarios: dict[str, Any]) -> list[list[str]]:
                         f"{c.get('procore_entries_read', 0):,} Procore entries")
             elif name == "rerun":
                 note = f"{c.get('unchanged', 0):,} unchanged"
+            if contender.startswith("stsync") and name != "rate_limited" and c.get("processes"):
+                workers = f"{c['processes']} worker process{'es' if c['processes'] > 1 else ''}"
+                note = f"{workers}; {note}" if note else workers
             if c.get("procore_lookup_calls"):
                 note = f"{note}; " if note else note
                 note += f"{c['procore_lookup_calls']} look-up calls"
