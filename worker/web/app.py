@@ -11,9 +11,11 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 from gunicorn.app.base import BaseApplication
+from werkzeug.exceptions import HTTPException
 
 from worker.logging import configure_logging
 from worker.settings import Settings, get_settings
@@ -73,9 +75,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.context_processor(auth.user_context)
     app.jinja_env.filters.update(FILTERS)
     app.add_url_rule("/", "home", home.index)
+    app.register_error_handler(HTTPException, _error_page)
     headers = security_headers(settings)
     app.after_request(lambda response: _with_headers(response, headers))
     return app
+
+
+def _error_page(error: HTTPException) -> ResponseReturnValue:
+    """A refusal (400, 403, 404, ...) in the console's own layout, saying why; the webhook receivers and the
+    operators' routes answer as they are."""
+    if request.blueprint in ("hooks", "ops") or error.code is None or error.code >= 500:
+        return error
+    return render_template("error.html", error=error), error.code
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
