@@ -8,7 +8,7 @@ import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -266,6 +266,12 @@ def test_syncing_with_nothing_ticked_is_refused_with_what_to_do(
     )
     assert "tick at least one clock event" in text(response.get_data(as_text=True))
     assert live_entries(emulator, project_id) == []
+
+
+def test_without_dates_the_page_shows_the_last_week(client: FlaskClient, project_id: int) -> None:
+    page = text(client.get(f"/projects/{project_id}/events").get_data(as_text=True))
+    today = datetime.now(UTC).date()
+    assert re.search(rf"from \w+ {today - timedelta(days=6)} to \w+ (\d{{4}}-\d\d-\d\d)", page), page[:800]
 
 
 def test_an_unlinked_project_sends_the_admin_to_its_page(client: FlaskClient, world: dict[str, Any]) -> None:
