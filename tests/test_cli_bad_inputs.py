@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -108,14 +109,16 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
 
 
 @pytest.fixture
-def linked(stsync, monkeypatch) -> str:  # noqa: ANN001
+def linked(stsync, monkeypatch) -> Iterator[str]:  # noqa: ANN001
     """A connected installation with one linked project; at most 3 event ids per call, to test the bound."""
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
     monkeypatch.setenv("MAX_EVENT_IDS", "3")
     monkeypatch.setenv("STSYNC_CONFIG", "/nonexistent/stsync.env")  # `init` must refuse before writing anything
     reset_settings()
-    return str(pid)
+    yield str(pid)
+    monkeypatch.undo()  # before the fixtures' own reset: no later test may keep the bound of 3
+    reset_settings()
 
 
 def test_every_command_names_the_wrong_input_and_never_shows_a_traceback(linked, stsync) -> None:  # noqa: ANN001

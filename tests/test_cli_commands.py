@@ -83,6 +83,8 @@ def test_rotate_key_re_encrypts_every_secret_so_the_old_key_can_go(stsync, monke
     monkeypatch.setenv("STSYNC_SECRET_KEY", "")
     reset_settings()
     assert "Marcus Tanaka" in stsync("technicians").stdout, "the stored credentials open with the new key alone"
+    monkeypatch.undo()  # before the fixtures' own reset: no later test may see these keys
+    reset_settings()
 
 
 def test_user_add_takes_the_password_at_a_hidden_prompt(stsync) -> None:  # noqa: ANN001
