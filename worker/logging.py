@@ -43,13 +43,15 @@ def register_secret(value: str | None) -> None:
 
 
 def redact_text(text: str) -> str:
+    # Patterns first: a registered secret that happens to be a word of a key ("secret" in `client_secret=`) must
+    # not break the key apart before its value is masked.
+    for pattern in _TEXT_PATTERNS:
+        text = pattern.sub(lambda m: m.group("k") + REDACTED, text)
     with _known_lock:
         known = sorted(_known_secrets, key=len, reverse=True)
     for secret in known:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    for pattern in _TEXT_PATTERNS:
-        text = pattern.sub(lambda m: m.group("k") + REDACTED, text)
     return text
 
 
