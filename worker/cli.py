@@ -43,7 +43,7 @@ EXPECTED = (
     ValueError, ProjectBusy, NeedsReauthorization, ConfigExists,
 )
 # Commands that work before the database is set up: they are how it gets set up.
-NO_DATABASE_NEEDED = {"init", "upgrade", "web"}
+NO_DATABASE_NEEDED = {"init", "upgrade"}
 NARROW = 120  # columns of a table written to a pipe or file; a terminal uses its own width
 WIDE = 400
 
@@ -892,9 +892,6 @@ def web(bind: str | None) -> None:
     """Serve the web console (gunicorn) until stopped."""
     from worker.web.app import serve
 
-    problem = database_problem()
-    if problem:
-        _fail(problem)
     serve(_bind(bind) if bind else None)
 
 
