@@ -53,7 +53,12 @@ def _wait_for(check, timeout: float = 30) -> None:  # noqa: ANN001
         time.sleep(0.05)
 
 
-def test_a_run_that_lost_its_lock_mid_post_never_duplicates_and_nothing_goes_missing(stsync, emulator, db_url) -> None:  # noqa: ANN001
+def test_a_run_that_lost_its_lock_mid_post_never_duplicates_and_nothing_goes_missing(stsync, emulator, db_url,
+                                                                                      monkeypatch) -> None:  # noqa: ANN001
+    from worker.settings import reset_settings
+
+    monkeypatch.setenv("PROCORE_POST_CONCURRENCY", "1")  # one chunk in flight: the others wait, claimed, unsent
+    reset_settings()
     pid = first_project(stsync)
     with session_scope() as s:
         link_id = s.scalars(select(ProjectLink.id)).one()
@@ -68,6 +73,7 @@ def test_a_run_that_lost_its_lock_mid_post_never_duplicates_and_nothing_goes_mis
     _wait_for(lambda: any(r.status == LedgerStatus.pending for r in ledger()))
     _wait_for(lambda: _lock_backend(db_url, link_id) is not None)
     _terminate(db_url, _lock_backend(db_url, link_id))
+    _wait_for(lambda: _lock_backend(db_url, link_id) is None)  # the backend is gone, and its lock with it
 
     # Run B of the same window takes the lock while A's POST is still in flight: it must not send A's rows.
     first_b = execute_run(run_b)

@@ -125,10 +125,15 @@ class HeldLock:
         self.link_id = link_id
         self._conn = conn
         self._lost: str | None = None
+        self._guard = threading.Lock()  # chunks are sent from several threads; the connection is not shared
 
     def check(self) -> None:
         if self._conn is None:
             return  # the SQLite demo: a process-local lock that cannot be lost
+        with self._guard:
+            self._check()
+
+    def _check(self) -> None:
         if self._lost is None:
             try:
                 held = self._conn.execute(_HOLDING, {"ns": _LOCK_NAMESPACE, "id": self.link_id}).scalar()

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     lease_ttl_s: int = Field(default=90, gt=0, description="a run lease expires this long after its last heartbeat")
     lease_heartbeat_s: int = Field(default=20, gt=0, description="how often a running sync renews its lease")
     max_run_attempts: int = Field(default=3, gt=0, description="a run whose worker died is tried this often")
+    procore_post_concurrency: int = Field(default=4, gt=0, le=16,
+                                          description="bulk chunks of one run in flight at once (PostgreSQL only)")
     webhook_max_body_bytes: int = Field(default=1_000_000, gt=0)
     webhook_debounce_s: int = Field(
         default=20, ge=0, description="webhooks for one project within this many seconds make one sync"

@@ -135,8 +135,11 @@ def run_sync(
         rows = ledger_rows()
         if not dry_run:
             refuse_rows_held_elsewhere(rows, run_id, now, database_url)
+            engine = get_engine(database_url)
             poster = Poster(procore, link.project_id, run_id, now, report, database_url=database_url,
-                            chunk_size=chunk_size, progress=progress, guard=lock.check)
+                            chunk_size=chunk_size, progress=progress, guard=lock.check,
+                            concurrency=get_settings().procore_post_concurrency
+                            if engine.dialect.name == "postgresql" else 1)  # the SQLite demo writes one at a time
             applier = Applier(poster, link_id, link.connection_id, run_id, now, database_url)
             # Step 10 begins by looking: what Procore has already (a restored or lost database) is adopted.
             if applier.adopt_existing(by_key, rows, window, manual=manual):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,18 @@ class Poster:
     progress: Progress = _no_progress
     guard: Callable[[], None] = lambda: None
     clock: Callable[[], float] = time.monotonic
+    concurrency: int = 1  # chunks in flight at once; each was claimed and committed before it is sent
+    _report_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _tally(self, **increments: Any) -> None:
+        """Add to the report's counts; chunks are posted from several threads."""
+        with self._report_lock:
+            for name, value in increments.items():
+                setattr(self.report, name, getattr(self.report, name) + value)
+
+    def _note_failure(self, line: str) -> None:
+        with self._report_lock:
+            self.report.failures.append(line)
 
     @property
     def company_id(self) -> int:
@@ -81,9 +94,14 @@ class Poster:
     def post_all(self, rows: list[Sendable]) -> None:
         """POST claimed rows in chunks; whatever has no known outcome is looked up and, only if absent, sent again."""
         unknown: list[int] = []
-        for done, chunk in enumerate(slices(rows, self.chunk_size), start=1):
-            unknown.extend(self._post_chunk(list(chunk)))
-            self.progress("posted", min(done * self.chunk_size, len(rows)), len(rows))
+        chunks = [list(chunk) for chunk in slices(rows, self.chunk_size)]
+        # Chunks go out side by side, inside the shared rate budget: the waits on Procore overlap. Each one is
+        # claimed already; a lost lock stops every chunk not yet sent (the guard fails for all of them).
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(chunks))),
+                                thread_name_prefix="post") as pool:
+            for done, result in enumerate(pool.map(self._post_chunk, chunks), start=1):
+                unknown.extend(result)
+                self.progress("posted", min(done * self.chunk_size, len(rows)), len(rows))
         for _ in range(RECONCILE_ROUNDS):
             if not unknown:
                 return
@@ -99,7 +117,7 @@ class Poster:
         if self._bulk_refused():
             return self._post_singly(rows)
         self.guard()
-        self.report.procore_writes += 1
+        self._tally(procore_writes=1)
         try:
             created = self.procore.bulk_create_entries([self.entry_for_post(r) for r in rows])
         except BulkRouteRefused as exc:
@@ -149,7 +167,7 @@ class Poster:
         unknown: list[int] = []
         for row in rows:
             self.guard()
-            self.report.procore_writes += 1
+            self._tally(procore_writes=1)
             try:
                 created = self.procore.create_entry(self.entry_for_post(row))
             except ValidationFailed as exc:  # a single create that is refused creates nothing
@@ -181,14 +199,14 @@ class Poster:
                       "approval_status": entry.get("approval_status")} for sent, entry, _ in good],
                     [(sent.id, sent.status) for sent, _, _ in good], run_id=self.run_id, at=self.now,
                 )
-            self.report.posted += len(good)
-            self.report.hours += sum((sent.hours or Decimal("0") for sent, _, _ in good), Decimal("0"))
+            self._tally(posted=len(good))
+            self._tally(hours=sum((sent.hours or Decimal("0") for sent, _, _ in good), Decimal("0")))
         for sent, entry, difference in changed:
             self._set(sent.id, LedgerStatus.failed, "procore_changed_entry",
                       f"Procore stored entry {entry.get('id')} differently from what was sent: {difference}",
                       values={"procore_entry_id": int(entry["id"]), "approval_status": entry.get("approval_status")})
-            self.report.failed += 1
-            self.report.failures.append(f"{sent.source_key}: Procore changed the entry ({difference})")
+            self._tally(failed=1)
+            self._note_failure(f"{sent.source_key}: Procore changed the entry ({difference})")
 
     def _read_back(self, pairs: list[tuple[Sendable, dict[str, Any]]]) -> list[tuple[Sendable, dict[str, Any]]]:
         dates = [sent.work_date for sent, _ in pairs if sent.work_date]
@@ -205,8 +223,8 @@ class Poster:
     def _refused_each(self, refusals: Sequence[tuple[Sendable, str]]) -> None:
         for row, message in refusals:
             self._mark([row], LedgerStatus.failed, "procore_rejected", message)
-            self.report.failures.append(f"{row.source_key}: {message}")
-        self.report.failed += len(refusals)
+            self._note_failure(f"{row.source_key}: {message}")
+        self._tally(failed=len(refusals))
 
     def _bulk_refused(self) -> bool:
         with _bulk_refused_guard:
@@ -280,24 +298,24 @@ class Poster:
         fields.pop("project_id", None)
         fields["origin_data"] = origin_data(p.source_key, p.content_hash)
         self.guard()
-        self.report.procore_writes += 1
+        self._tally(procore_writes=1)
         try:
             entry = self.procore.update_entry(self.project_id, row.procore_entry_id, fields)
         except NotFound as exc:
             self._set(row.id, LedgerStatus.needs_review, "missing_in_procore", str(exc))
-            self.report.needs_review += 1
+            self._tally(needs_review=1)
             return
         except EntryRefused as exc:
             self._refused_change(row, exc, "change")
             return
         self._set(row.id, LedgerStatus.posted, None, "updated from the changed clock events",
                   values={**planned_values(p), "approval_status": entry.get("approval_status", row.approval_status)})
-        self.report.updated += 1
+        self._tally(updated=1)
 
     def delete(self, row: LedgerRow, why: str | None) -> None:
         """DELETE a posted entry whose clock events vanished; an approved one is left for a person."""
         self.guard()
-        self.report.procore_writes += 1
+        self._tally(procore_writes=1)
         try:
             self.procore.delete_entry(self.project_id, row.procore_entry_id)
         except EntryRefused as exc:
@@ -307,7 +325,7 @@ class Poster:
             pass  # already gone in Procore: the goal of the delete holds
         self._set(row.id, LedgerStatus.deleted, "source_deleted",
                   why or "its clock events changed or vanished in ServiceTrade")
-        self.report.deleted += 1
+        self._tally(deleted=1)
 
     def _refused_change(self, row: LedgerRow, exc: EntryRefused, what: str) -> None:
         """A 403 or 422 on a PATCH or DELETE: the entry is read back. Approved or completed means locked, whatever
@@ -321,12 +339,12 @@ class Poster:
             self._set(row.id, LedgerStatus.needs_review, "approved",
                       f"Procore keeps the entry as {approval or 'approved'} and refused to {what} it: {exc.message}",
                       values={"approval_status": approval} if approval else None)
-            self.report.needs_review += 1
+            self._tally(needs_review=1)
             return
         self._set(row.id, LedgerStatus.failed, f"procore_refused_{what}",
                   f"Procore refused to {what} entry {row.procore_entry_id} ({exc.status}): {exc.message}")
-        self.report.failed += 1
-        self.report.failures.append(f"{row.source_key}: Procore refused to {what} it: {exc.message}")
+        self._tally(failed=1)
+        self._note_failure(f"{row.source_key}: Procore refused to {what} it: {exc.message}")
 
     # ------------------------------------------------------------------ ledger writes
 
