@@ -4,7 +4,9 @@ commands other work needs (rotate-key, user add, digest, webhooks status)."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 from sqlalchemy import delete
 
@@ -108,3 +110,44 @@ def test_events_wide_shows_every_column(stsync) -> None:  # noqa: ANN001
     wide = stsync("events", pid, "--start", START, "--end", START, "--wide").stdout
     header = next(line for line in wide.splitlines() if line.startswith("#"))
     assert "source key" in header and f"{START}" in wide
+
+
+class Terminal(io.StringIO):
+    """Output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_tables_have_colour_on_a_terminal_and_are_plain_text_elsewhere(monkeypatch) -> None:
+    from worker.cli import TECHNICIAN_COLUMNS, _flagged, print_table
+
+    rows = [{"name": "Keiko Ali", "employee_id": None, "status": "no_employee_id", "warning": "set an Employee ID"}]
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for stream, coloured in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stdout", stream)
+        print_table(rows, TECHNICIAN_COLUMNS, row_style=_flagged)
+        text = stream.getvalue()
+        assert ("\x1b[" in text) is coloured and "Keiko Ali" in text
+        if not coloured:
+            assert text.isascii(), "no box drawing off a terminal"
+
+
+def test_a_long_sync_shows_a_bar_on_a_terminal_and_json_lines_elsewhere(monkeypatch) -> None:
+    from worker.cli import ProgressShown
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    terminal, pipe = Terminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with ProgressShown() as progress:
+        for done in range(0, 101, 25):
+            progress("posted", done, 100)
+    assert "posted" in terminal.getvalue() and "100/100" in terminal.getvalue()
+    assert '{"progress"' not in terminal.getvalue()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    with ProgressShown() as progress:
+        progress("read", 500, 0)
+        progress("posted", 100, 100)
+    assert [json.loads(line) for line in pipe.getvalue().splitlines()] == [
+        {"progress": "read", "done": 500, "total": None}, {"progress": "posted", "done": 100, "total": 100}]
