@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from emulators.world import generate_world
-from worker.db import _LOCK_NAMESPACE, session_scope
+from worker.db import LOCK_NAMESPACE, session_scope
 from worker.enums import LedgerStatus, RunStatus
 from worker.models import Connection, LedgerEntry, SyncRun
 from worker.sync.context import resolve_technicians
@@ -200,7 +200,8 @@ def _terminate_lock_backends(db_url: str) -> int:
     with engine.connect() as conn:
         killed = conn.execute(sa.text(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"
-            " AND granted"), {"ns": _LOCK_NAMESPACE}).scalar() or 0
+            " AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"ns": LOCK_NAMESPACE}).scalar() or 0
     engine.dispose()
     return int(killed)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import select, update
 
 from schedules.periods import Period
-from worker.db import _LOCK_NAMESPACE, session_scope
+from worker.db import LOCK_NAMESPACE, session_scope
 from worker.enums import LedgerStatus, RunStatus, RunTrigger
 from worker.models import ProjectLink, SyncRun
 from worker.store.sync_runs import new_run
@@ -33,8 +33,9 @@ def _lock_backend(db_url: str, link_id: int) -> int | None:
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
         pid = conn.execute(sa.text(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id AND granted"),
-            {"ns": _LOCK_NAMESPACE, "id": link_id}).scalar()
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"ns": LOCK_NAMESPACE, "id": link_id}).scalar()
     engine.dispose()
     return pid
 

@@ -187,12 +187,12 @@ def test_fall_back_rounds_each_occurrence_in_its_own_offset() -> None:
 
 
 def test_describe_rule() -> None:
-    assert describe_rule(None) == "no rounding (punched times as they are)"
-    assert describe_rule(RoundingRule("nearest", 15)) == "nearest 15 minutes"
-    assert describe_rule(RoundingRule("up", 6)) == "always up to 6 minutes"
-    assert describe_rule(RoundingRule("down", 10)) == "always down to 10 minutes"
+    assert describe_rule(None) == "no rounding: punched times are used as they are"
+    assert describe_rule(RoundingRule("nearest", 15)) == "rounded to the nearest 15 minutes"
+    assert describe_rule(RoundingRule("up", 6)) == "rounded up to the next 6 minutes"
+    assert describe_rule(RoundingRule("down", 10)) == "rounded down to the previous 10 minutes"
     assert describe_rule(RoundingRule("favor_employee", 5)) == (
-        "in the employee's favor to 5 minutes (clock-in down, clock-out up)"
+        "rounded in the employee's favor to 5 minutes (clock-in down, clock-out up)"
     )
 
 

@@ -141,7 +141,7 @@ def test_the_page_names_the_rounding_rule_and_reds_out_technicians_without_an_em
     page = client.get(f"/projects/{project_id}/events?start={WINDOW['start']}&end={WINDOW['end']}")
     assert page.status_code == 200
     body = page.get_data(as_text=True)
-    assert "Company rounding rule: nearest 15 minutes" in text(body)
+    assert "Company rounding rule: rounded to the nearest 15 minutes" in text(body)
     assert "count toward the Labor budget at once" in text(body)
     rows = rows_of(body)
     assert len(rows) > 20

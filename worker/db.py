@@ -109,7 +109,7 @@ _local_locks: dict[tuple[str, int], threading.Lock] = {}
 _local_locks_guard = threading.Lock()
 
 # Keeps advisory lock ids of stsync apart from any other user of the same database.
-_LOCK_NAMESPACE = 0x5751
+LOCK_NAMESPACE = 0x5751
 # The two-key advisory lock shows in pg_locks as classid = first key, objid = second key, objsubid = 2.
 _HOLDING = text(
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns AND objid = :id "
@@ -136,7 +136,7 @@ class HeldLock:
     def _check(self) -> None:
         if self._lost is None:
             try:
-                held = self._conn.execute(_HOLDING, {"ns": _LOCK_NAMESPACE, "id": self.link_id}).scalar()
+                held = self._conn.execute(_HOLDING, {"ns": LOCK_NAMESPACE, "id": self.link_id}).scalar()
             except SQLAlchemyError as exc:
                 cause = getattr(exc, "orig", None) or exc
                 self._lost = f"its lock connection failed ({type(cause).__name__})"
@@ -160,10 +160,10 @@ def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterato
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             if wait:
-                conn.execute(text("SELECT pg_advisory_lock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+                conn.execute(text("SELECT pg_advisory_lock(:ns, :id)"), {"ns": LOCK_NAMESPACE, "id": link_id})
             else:
                 got = conn.execute(
-                    text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id}
+                    text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": LOCK_NAMESPACE, "id": link_id}
                 ).scalar()
                 if not got:
                     raise ProjectBusy(f"another sync of project link {link_id} is running")
@@ -171,7 +171,7 @@ def project_lock(engine: Engine, link_id: int, *, wait: bool = False) -> Iterato
                 yield HeldLock(link_id, conn)
             finally:
                 try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": _LOCK_NAMESPACE, "id": link_id})
+                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": LOCK_NAMESPACE, "id": link_id})
                 except SQLAlchemyError:
                     conn.invalidate()  # the connection (and with it the lock) is gone already
         return

@@ -148,7 +148,7 @@ def test_office_admin_walks_the_whole_manual_flow(
     page.get_by_label("From").fill("2026-03-02")
     page.get_by_label("To").fill("2026-03-06")
     page.get_by_role("button", name="Refresh").click()
-    expect(page.locator("p.rule")).to_contain_text("Company rounding rule: nearest 15 minutes")
+    expect(page.locator("p.rule")).to_contain_text("Company rounding rule: rounded to the nearest 15 minutes")
     red = page.locator("table.events tbody tr.problem", has_text="James Johansson").first
     expect(red).to_contain_text("no valid Employee ID")
     expect(red).to_contain_text("has no Procore Employee ID")

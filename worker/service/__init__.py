@@ -5,6 +5,7 @@ The CLI, the Celery tasks, the web console and the webhook receivers call only t
 from worker.service.connections import ProcoreConnected as ProcoreConnected
 from worker.service.connections import ServiceTradeConnected as ServiceTradeConnected
 from worker.service.connections import connect_procore as connect_procore
+from worker.service.connections import connect_procore_with_code as connect_procore_with_code
 from worker.service.connections import connect_servicetrade as connect_servicetrade
 from worker.service.projects import ProjectDetail as ProjectDetail
 from worker.service.projects import ProjectListing as ProjectListing

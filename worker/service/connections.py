@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from worker.clients.errors import NeedsReauthorization
-from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet
+from worker.clients.procore import MemoryTokenStore, ProcoreClient, TokenSet, exchange_authorization_code
 from worker.clients.servicetrade import ServiceTradeClient
 from worker.connections import EXPIRED_AT, procore_client, servicetrade_client
 from worker.crypto import reencrypt_all
@@ -64,6 +64,17 @@ def connect_procore(
         grant="a user's refresh token" if refresh_token else "client credentials",
         start_stop_projects=len(config.get("projects_timecard_in_out_enabled") or []),
     )
+
+
+def connect_procore_with_code(
+    company_id: int, client_id: str, client_secret: str, code: str, redirect_uri: str,
+) -> ProcoreConnected:
+    """"Connect to Procore": the code a Procore user's approval sent back is exchanged for tokens (P-13), and the
+    connection is stored with that user's refresh token, checked against the API first."""
+    settings = get_settings()
+    tokens = exchange_authorization_code(settings.procore_login_url, client_id, client_secret, code, redirect_uri,
+                                         timeout=settings.http_timeout_s)
+    return connect_procore(company_id, client_id, client_secret, refresh_token=tokens.refresh_token)
 
 
 def connect_servicetrade(

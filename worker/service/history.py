@@ -89,6 +89,15 @@ def list_runs(project_id: int | None = None, limit: int = 50, *, problems_first:
     return runs
 
 
+def get_run(run_id: int) -> RunSummary:
+    """One run, as the runs list shows it; a LookupError names a run that does not exist."""
+    with session_scope() as s:
+        found = run_store.run_with_link(s, positive_id(run_id, "run_id"))
+        if found is None:
+            raise LookupError(f"there is no sync run {run_id}")
+        return _summary(*found)
+
+
 def list_ledger(
     project_id: int, *, status: LedgerStatus | str | None = None, technician: str | None = None,
     start: date | str | None = None, end: date | str | None = None, limit: int = 500,

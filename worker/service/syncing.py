@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -140,13 +140,15 @@ def sync_payroll_period(
     return _run(project_id, payroll_window, trigger=trigger, task_id=task_id, now=now)
 
 
-def retry_failed(project_id: int, *, now: datetime | None = None) -> RunOutcome | None:
-    """Send the failed entries of a project again (after someone fixed what Procore refused) and look up the
-    unknown ones. None when there is nothing to retry."""
+def retry_failed(project_id: int, ledger_ids: Sequence[int] | None = None, *,
+                 now: datetime | None = None) -> RunOutcome | None:
+    """Send the failed entries of a project (or only the ledger rows given) again, after someone fixed what
+    Procore refused, and look up the unknown ones. None when there is nothing to retry."""
     now = now or datetime.now(UTC)
+    ids = id_list(ledger_ids, "ledger_ids", most=get_settings().max_event_ids) if ledger_ids is not None else None
     with session_scope() as s:
         link = find_link(s, positive_id(project_id, "project_id"))
-        dates = ledger_store.reopen_for_retry(s, link.id, at=now)
+        dates = ledger_store.reopen_for_retry(s, link.id, at=now, ids=ids)
     if not dates:
         return None
     window = Period(min(dates), max(dates))
@@ -250,7 +252,11 @@ def clock_events(
     with session_scope() as s:
         link = find_link(s, positive_id(project_id, "project_id"))
         _conn, procore, st = clients_of(s)
-        window = _window(start, end, local_today(link, now))
+        today = local_today(link, now)
+        if start is None and end is None:
+            window = _current_period(s, link.id, today)
+        else:
+            window = _window(start, end, today)
         link_id = link.id
         parties = {t.procore_party_id: t.name for t in technician_store.list_technicians(s, link.connection_id)
                    if t.procore_party_id}
@@ -339,6 +345,15 @@ def _hand_entries(procore: Any, project_id: int, window: Period, names: dict[int
                     for p in procore.people(employees_only=False)}, **names}
     return sorted((HandEntry(names.get(party, f"Procore person {party}"), day, hours) for party, day, hours in found),
                   key=lambda h: (h.technician, h.date))
+
+
+def _current_period(s: Any, link_id: int, today: date) -> Period:
+    """The payroll period that holds today (up to today), or the last 7 days without a payroll schedule."""
+    schedule = schedule_store.schedule_of_kind(s, link_id, ScheduleKind.payroll)
+    if schedule is not None and schedule.payroll_kind:
+        period = period_containing(today, PayrollKind(schedule.payroll_kind), schedule.anchor_date)
+        return Period(period.start, today)
+    return Period(today - timedelta(days=6), today)
 
 
 def _window(start: date | str | None, end: date | str | None, today: date) -> Period:

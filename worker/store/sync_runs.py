@@ -117,3 +117,8 @@ def recent_runs(s: Session, *, link_id: int | None = None, limit: int = 50) -> l
     if link_id is not None:
         query = query.where(SyncRun.project_link_id == link_id)
     return [(run, link) for run, link in s.execute(query.order_by(SyncRun.id.desc()).limit(limit))]
+
+
+def run_with_link(s: Session, run_id: int) -> tuple[SyncRun, ProjectLink] | None:
+    row = s.execute(select(SyncRun, ProjectLink).join(ProjectLink).where(SyncRun.id == run_id)).first()
+    return (row[0], row[1]) if row is not None else None

@@ -45,15 +45,15 @@ def round_interval(
 
 
 def describe_rule(rule: RoundingRule | None) -> str:
-    """The rule in words, for reports and `project check`."""
+    """The rule in words, for reports, previews and `project check`."""
     if rule is None:
-        return "no rounding (punched times as they are)"
+        return "no rounding: punched times are used as they are"
     n = rule.increment_min
     return {
-        "up": f"always up to {n} minutes",
-        "down": f"always down to {n} minutes",
-        "nearest": f"nearest {n} minutes",
-        "favor_employee": f"in the employee's favor to {n} minutes (clock-in down, clock-out up)",
+        "up": f"rounded up to the next {n} minutes",
+        "down": f"rounded down to the previous {n} minutes",
+        "nearest": f"rounded to the nearest {n} minutes",
+        "favor_employee": f"rounded in the employee's favor to {n} minutes (clock-in down, clock-out up)",
     }[rule.rule]
 
 

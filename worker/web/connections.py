@@ -11,7 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask.typing import ResponseReturnValue
 
 from worker import service
-from worker.clients.procore import authorize_url, exchange_authorization_code
+from worker.clients.procore import authorize_url
 from worker.crypto import decrypt, encrypt
 from worker.service import webhooks
 from worker.settings import get_settings
@@ -99,11 +99,12 @@ def procore_callback() -> ResponseReturnValue:
         flash(f"Procore did not connect: {request.args['error'].replace('_', ' ')}", "error")
         return redirect(url_for("connections.index"))
     connected = attempt(
-        _connect_with_code,
+        service.connect_procore_with_code,
         int(pending["company_id"]),
         str(pending["client_id"]),
         decrypt(str(pending["client_secret"])),
         request.args.get("code", ""),
+        _callback_url(),
     )
     if connected is not None:
         _flash_procore(connected)
@@ -120,22 +121,6 @@ def _send_to_procore(company_id: int, client_id: str, client_secret: str) -> Res
         "client_secret": encrypt(client_secret),
     }
     return redirect(authorize_url(get_settings().procore_login_url, client_id, _callback_url(), state))
-
-
-def _connect_with_code(
-    company_id: int, client_id: str, client_secret: str, code: str
-) -> service.ProcoreConnected:
-    # Belongs in worker.service.connections (connect_procore_with_code); here until it is there.
-    settings = get_settings()
-    tokens = exchange_authorization_code(
-        settings.procore_login_url,
-        client_id,
-        client_secret,
-        code,
-        _callback_url(),
-        timeout=settings.http_timeout_s,
-    )
-    return service.connect_procore(company_id, client_id, client_secret, refresh_token=tokens.refresh_token)
 
 
 def _callback_url() -> str:

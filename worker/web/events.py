@@ -4,8 +4,6 @@ queued for the workers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from wtforms.fields.choices import SelectChoice
@@ -17,16 +15,10 @@ from worker.web.forms import SyncEntriesForm, WindowForm
 
 bp = Blueprint("events", __name__, url_prefix="/projects/<int:project_id>")
 
-DEFAULT_DAYS = 7
-
-
 @bp.route("/events")
 def index(project_id: int) -> ResponseReturnValue:
+    # Without dates the service opens on the current payroll period, or the last 7 days.
     start, end = request.args.get("start") or None, request.args.get("end") or None
-    if start is None and end is None:
-        # Until service.syncing.clock_events opens on the current payroll period by itself (it opens on today),
-        # the page asks for the last week: from six days before today (UTC) to today in the project's zone.
-        start = (datetime.now(UTC).date() - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
     view = attempt(syncing.clock_events, project_id, start, end)
     if view is None:
         return redirect(url_for("projects.show", project_id=project_id))

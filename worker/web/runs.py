@@ -15,7 +15,6 @@ bp = Blueprint("runs", __name__)
 
 RECENT_RUNS = 100
 RECENT_DELIVERIES = 50
-RUN_LOOKUP = 1000
 REFRESH_S = 2
 
 
@@ -30,9 +29,9 @@ def index() -> ResponseReturnValue:
 @bp.route("/runs/<int:run_id>")
 def show(run_id: int) -> ResponseReturnValue:
     """A run's status and counts; the page reloads itself until the run has finished."""
-    run = next((r for r in attempt(history.list_runs, None, RUN_LOOKUP) or [] if r.id == run_id), None)
+    run = attempt(history.get_run, run_id)
     if run is None:
-        abort(404, f"there is no run {run_id} among the last {RUN_LOOKUP}")
+        abort(404, f"there is no run {run_id}")
     finished = run.status in FINISHED_RUN_STATUSES
     return render_template("run.html", run=run, finished=finished, refresh_s=None if finished else REFRESH_S)
 
