@@ -88,8 +88,10 @@ def beat(env: dict[str, str], schedule_file: Path) -> Proc:
 
 
 def flower(env: dict[str, str], port: int, basic_auth: str) -> Proc:
-    return Proc("flower", [*CELERY, "flower", f"--port={port}", "--address=127.0.0.1",
-                           f"--basic-auth={basic_auth}"], env).start()
+    """Flower as the README and compose start it: the wrapper that refuses to start without a login, which it
+    takes from the environment (never the command line), bound to 127.0.0.1."""
+    return Proc("flower", [sys.executable, "-m", "worker.flower", f"--port={port}"],
+                {**env, "FLOWER_BASIC_AUTH": basic_auth, "FLOWER_ADDRESS": "127.0.0.1"}).start()
 
 
 WORKER_READY = r"ready\."
