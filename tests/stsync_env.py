@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import text
 
 from worker.settings import reset_settings
 
@@ -70,3 +72,18 @@ def write_calls(requests_summary: dict[str, Any], service: str = "procore") -> i
         if r["service"] == service and r["method"] in ("POST", "PATCH", "PUT", "DELETE")
         and not r["route"].startswith("/oauth")
     )
+
+
+@pytest.fixture(autouse=True)
+def leave_the_database_empty(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Commands commit; a module that imports this empties the test database after each of its tests too, so a
+    later test that reads whole tables (re-encrypting every stored secret, say) finds only its own rows."""
+    url = request.getfixturevalue("db_url") if "db_url" in request.fixturenames else None
+    yield
+    if url is not None:
+        from worker.db import get_engine
+        from worker.models import Base
+
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with get_engine(url).begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

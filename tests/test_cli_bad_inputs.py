@@ -16,6 +16,8 @@ from worker.cli import cli
 from worker.inputs import BIGINT_MAX, InvalidArgument
 from worker.settings import reset_settings
 
+from .stsync_env import leave_the_database_empty  # noqa: F401 - an autouse fixture
+
 BEYOND_BIGINT = str(BIGINT_MAX + 1)
 UNKNOWN = "4242424242"  # a Procore project id nobody linked
 LINKED = "{pid}"  # the test's linked project, filled in per case; "{other}" is one not linked

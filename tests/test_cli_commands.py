@@ -17,6 +17,7 @@ from worker.settings import reset_settings
 
 from .conftest import TEST_SECRET_KEY
 from .helpers import START, live_entries
+from .stsync_env import leave_the_database_empty  # noqa: F401 - an autouse fixture
 
 
 def _linked(stsync) -> str:  # noqa: ANN001
@@ -85,7 +86,11 @@ def test_rotate_key_re_encrypts_every_secret_so_the_old_key_can_go(stsync, monke
     monkeypatch.setenv("STSYNC_SECRET_KEY", "")
     reset_settings()
     assert "Marcus Tanaka" in stsync("technicians").stdout, "the stored credentials open with the new key alone"
-    monkeypatch.undo()  # before the fixtures' own reset: no later test may see these keys
+    # Back under the suite's key, and before the fixtures' own reset: no later test may meet the new one.
+    monkeypatch.setenv("STSYNC_SECRET_KEYS", f"{TEST_SECRET_KEY},{newest}")
+    reset_settings()
+    stsync("rotate-key")
+    monkeypatch.undo()
     reset_settings()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from .helpers import START, live_entries, source_key_of
+from .stsync_env import leave_the_database_empty  # noqa: F401 - an autouse fixture
 
 # `#  technician  date  activity  actual  rounded  hours  cost code  status  event id`; a long status folds onto
 # the next lines, which this skips.
