@@ -33,7 +33,7 @@ def test_demo_tells_the_admins_story_and_procore_matches_the_ledger(tmp_path: Pa
     assert "Traceback" not in out + done.stderr
     assert "--client-secret '***'" in out  # secrets are masked in the echoed commands
     assert "BLOCKS SYNC: the project has no zip" in out and "ready to sync" in out
-    assert "Rounding: rounded to the nearest 15 minutes" in out
+    assert re.search(r"^Rounding: .*15 minutes", out, re.M), "the rounding rule in words on top of the preview"
     manual = re.findall(r"^\s+posted\s+(.+?) on \d{4}-\d\d-\d\d, [\d.]+ hours, (\d\d-\d{3}) ", out, re.M)
     assert len(manual) == 3 and len({code for _, code in manual}) == 2, "the manual flow posts with two codes"
     nightly = re.findall(r"^nightly run \d+: succeeded, (\d+) entries posted", out, re.M)
