@@ -18,6 +18,8 @@ from worker.logging import mask_url
 from worker.migrate import alembic_config
 from worker.settings import config_path, default_database_url, get_settings
 
+CONNECT_TIMEOUT_S = 10
+
 
 class ConfigExists(RuntimeError):
     """`stsync init` never replaces a config file: its key is what makes the stored credentials readable."""
@@ -71,7 +73,9 @@ def database_problem(database_url: str | None = None) -> str | None:
     if sqlite_file is not None and not sqlite_file.exists():
         first = "" if config_path().exists() else "`stsync init` (once, on a new machine), then "
         return f"no stsync database at {sqlite_file} yet: run {first}`stsync db upgrade`"
-    engine = sa.create_engine(url)
+    # A database host that doesn't answer is said within seconds, not after the operating system gives up.
+    timeout = {} if url.startswith("sqlite") else {"connect_timeout": CONNECT_TIMEOUT_S}
+    engine = sa.create_engine(url, connect_args=timeout)
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):
