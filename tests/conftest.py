@@ -12,6 +12,8 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from worker import logging as worker_logging
+from worker.logging import configure_logging
 from worker.settings import reset_settings
 from worker.sync.context import forget_company_reference
 from worker.sync.posting import forget_bulk_refusals
@@ -33,6 +35,14 @@ def _test_environment() -> Iterator[None]:
     os.environ.clear()
     os.environ.update(saved)
     reset_settings()
+
+
+@pytest.fixture(autouse=True)
+def _info_logs() -> None:
+    """Every test starts with JSON logs at INFO, whatever a test before it configured (a terminal's WARNING, say),
+    and loggers that never cache their configuration, so `capture_logs` sees every line whatever ran before."""
+    worker_logging.CACHE_LOGGERS = False
+    configure_logging("json", "INFO", force=True)
 
 
 @pytest.fixture(autouse=True)

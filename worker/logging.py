@@ -81,6 +81,10 @@ def redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> di
 _configured = False
 
 
+# Loggers keep their configuration from their first use (fast); tests that capture log lines switch this off.
+CACHE_LOGGERS = True
+
+
 def configure_logging(log_format: str | None = None, level: str | None = None, *, force: bool = False) -> None:
     """Configure structlog and the standard library once per process. Unless told otherwise (arguments, then
     LOG_FORMAT and LOG_LEVEL), a person at a terminal gets short console lines at WARNING and everything else
@@ -113,7 +117,7 @@ def configure_logging(log_format: str | None = None, level: str | None = None, *
         processors=[*shared[:-3], structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared[:-3],
