@@ -316,3 +316,19 @@ def test_a_refused_recipient_is_an_error_that_names_it() -> None:
     finally:
         controller.stop()
     assert [rcpt for _, rcpt, _ in inbox.messages] == [[PAYROLL]]
+
+
+def test_who_gets_the_digest_and_when_is_set_and_checked(stsync) -> None:  # noqa: ANN001
+    from worker.inputs import InvalidArgument
+    from worker.service.digest import set_digest
+
+    saved = set_digest("payroll@example.com, office@example.com", at="06:30", time_zone="America/Denver")
+    assert saved.recipients == ("payroll@example.com", "office@example.com")
+    assert (saved.local_time, saved.time_zone) == ("06:30", "America/Denver")
+    assert set_digest(at="07:15").recipients == saved.recipients, "what is not given stays"
+    with pytest.raises(InvalidArgument, match="not an email address"):
+        set_digest("payroll at example dot com")
+    with pytest.raises(InvalidArgument, match="HH:MM"):
+        set_digest(at="7pm")
+    with pytest.raises(InvalidArgument, match="not a known zone"):
+        set_digest(time_zone="Mars/Olympus")

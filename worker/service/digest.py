@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,7 @@ from worker.connections import procore_client
 from worker.db import session_scope
 from worker.enums import LedgerStatus, SkipReason
 from worker.health import REDIS_TIMEOUT_S, health_redis_url
+from worker.inputs import InvalidArgument
 from worker.mail import MailError, compose, send_mail
 from worker.models import Connection
 from worker.projects import cost_code_label
@@ -184,6 +185,54 @@ def procore_cost_code_names(conn: Connection, project_ids: Iterable[int]) -> dic
                         error=f"{type(exc).__name__}: {exc}")
             break
     return names
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    company_name: str
+    recipients: tuple[str, ...]
+    local_time: str  # HH:MM
+    time_zone: str | None  # None: the zone most of the company's projects use
+
+
+def set_digest(
+    recipients: Sequence[str] | str | None = None, *, at: str | None = None, time_zone: str | None = None,
+    company_id: int | None = None,
+) -> DigestSettings:
+    """Who gets a company's daily digest, and when (local time in a zone); what is not given stays as it was."""
+    addresses = _addresses(recipients) if recipients is not None else None
+    local = _local_time(at) if at is not None else None
+    if time_zone is not None:
+        try:
+            ZoneInfo(time_zone)
+        except (ValueError, KeyError) as exc:
+            raise InvalidArgument(f"time zone {time_zone!r} is not a known zone, e.g. America/Denver") from exc
+    with session_scope() as s:
+        conn = get_connection(s, company_id)
+        if addresses is not None:
+            conn.digest_recipients = ", ".join(addresses)
+        if local is not None:
+            conn.digest_local_time = local
+        if time_zone is not None:
+            conn.digest_time_zone = time_zone
+        return DigestSettings(reports.company_name(conn), tuple(reports.digest_recipients(conn)),
+                              reports.digest_local_time(conn).strftime("%H:%M"), conn.digest_time_zone)
+
+
+def _addresses(recipients: Sequence[str] | str) -> list[str]:
+    given = recipients.split(",") if isinstance(recipients, str) else list(recipients)
+    addresses = [a.strip() for a in given if a.strip()]
+    for address in addresses:
+        if "@" not in address or " " in address or len(address) > 254:
+            raise InvalidArgument(f"{address!r} is not an email address")
+    return addresses
+
+
+def _local_time(at: str) -> time:
+    try:
+        return time.fromisoformat(at)
+    except ValueError:
+        raise InvalidArgument(f"the digest time must be a local time as HH:MM, got {at!r}") from None
 
 
 def send_now(
