@@ -10,7 +10,7 @@ from bench.scenarios import growth_exponent
 
 SCENARIO_ORDER = ["payroll_0ms", "payroll_25ms", "payroll_150ms", "rerun", "incremental_history",
                   "incremental_month", "incremental_empty", "rate_limited"]
-CONTENDER_ORDER = ["stsync", "stsync_1", "stsync_burst", "naive", "bare_bulk", "bare_read"]
+CONTENDER_ORDER = ["stsync", "stsync_1", "stsync_spread", "naive", "bare_bulk", "bare_read"]
 PAYROLL_CONTENDERS = ["stsync", "naive", "bare_bulk"]
 
 
@@ -77,9 +77,9 @@ def ratios(scenarios: dict[str, Any], memory: list[dict[str, Any]]) -> dict[str,
             (empty["procore_calls"] + empty["servicetrade_calls"]) if empty else None),
         "memory_growth_exponent": growth_exponent(memory),
     }
-    for contender in ("stsync", "stsync_burst"):
+    for contender in ("stsync", "stsync_spread"):
         limited = _get(scenarios, "rate_limited", contender)
-        key = "rate_limited" if contender == "stsync" else "rate_limited_burst"
+        key = "rate_limited" if contender == "stsync" else "rate_limited_spread"
         out[f"{key}_fraction_of_ideal"] = limited.get("fraction_of_ideal") if limited else None
         out[f"{key}_429"] = limited.get("procore_429") if limited else None
     return out
@@ -146,7 +146,7 @@ def table_rows(scenarios: dict[str, Any]) -> list[list[str]]:
             if c.get("subset_of_entries"):
                 note = f"subset: first {c['subset_of_entries']} entries"
             elif name == "rate_limited":
-                note = (f"{'calls spread' if contender == 'stsync' else 'burst, then wait for the reset'}: "
+                note = (f"{'spent at once' if contender == 'stsync' else 'calls spread'}: "
                         f"{c['entries_per_hour']:,} entries/h = {c['fraction_of_ideal']:.0%} of ideal "
                         f"{c['ideal_entries_per_hour']:,}; {c['procore_calls_per_hour']:,} calls/h; "
                         f"{c['procore_429']} x 429")

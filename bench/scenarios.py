@@ -85,7 +85,7 @@ class Profile:
     memory_technicians: tuple[int, ...] = field(default=())  # payroll shape with this many technicians
     payroll_150ms: Shape | None = None  # the payroll at 150 ms on a smaller world (None: the payroll shape)
     single_worker_repeats: int = 0      # payroll runs of stsync in one process too (`stsync_1`)
-    rate_contenders: tuple[str, ...] = ("stsync_burst", "stsync")  # the budget's pacing before and now
+    rate_contenders: tuple[str, ...] = ("stsync", "stsync_spread")  # the budget's pacing: at once, spread
 
 
 PROFILES = {
@@ -296,8 +296,8 @@ class Scenarios:
         self.hx.log(f"[rate_limited] 2 workers, {shape.intervals()} intervals, Procore {hourly}/h "
                     f"(spike {limit['spike']} per {window:g} s) at time scale x{scale:g}; "
                     f"{self.p.rate_repeats} run(s)")
-        # The pacing of the shared budget before (`stsync_burst`: each window spent at once, then a wait for its
-        # reset) and now (`stsync`: calls spread over the window), interleaved in the same run.
+        # The two pacings of the shared budget, interleaved in the same run: `stsync` (the default: each window
+        # spent at once, then a wait for its reset) and `stsync_spread` (calls paced evenly up to the reset).
         runs: dict[str, list[Measure]] = {contender: [] for contender in self.p.rate_contenders}
         with self.hx.database("rate_limited") as url:
             for _ in range(self.p.rate_repeats):
@@ -309,7 +309,7 @@ class Scenarios:
         hx = self.hx
         world = shape.world()
         pids = world["handles"]["project_ids"][:2]
-        spec = {"start": shape.start.isoformat(), "end": shape.end.isoformat(), "spread": contender == "stsync"}
+        spec = {"start": shape.start.isoformat(), "end": shape.end.isoformat(), "spread": contender == "stsync_spread"}
 
         def attempt() -> dict[str, Any]:
             hx.empty_database(url)

@@ -10,8 +10,8 @@ runs `setup` (connect, link, one rule per project) in its own process before the
 The answer is one JSON line on stdout: wall time measured after the imports (interpreter start-up is the same for
 every contender and is not what is compared), the per-project reports and the peak RSS of this process (VmHWM).
 With `"wait_for_go": true` the child prints `READY` once imported and starts when a line arrives on stdin, so
-that two workers can be started together. `"spread": false` makes the shared Procore budget spend each window at
-once and wait for its reset, as it did before calls were spread (the `rate_limited` scenario measures both).
+that two workers can be started together. `"spread": true` makes the shared Procore budget pace each window's calls
+evenly up to its reset instead of spending them at once (the `rate_limited` scenario measures both).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def sync(spec: dict[str, Any]) -> dict[str, Any]:
     import worker.sync.runner  # noqa: F401
     from worker.clients.ratelimit import RedisRateBudget
 
-    RedisRateBudget.spread_calls = spec.get("spread", True)
+    RedisRateBudget.spread_calls = spec.get("spread", False)
 
     if spec.get("wait_for_go"):
         print("READY", flush=True)

@@ -387,7 +387,7 @@ class FakeTime:
         self.now += seconds
 
 
-def budgets(redis_url: str, t: FakeTime, spread: bool = True) -> list:
+def budgets(redis_url: str, t: FakeTime, spread: bool = False) -> list:
     redis.Redis.from_url(redis_url).delete("stsync:test-budget")
     return [LocalRateBudget(sleep=t.sleep, clock=t.clock, spread=spread),
             RedisRateBudget(redis_url, "stsync:test-budget", sleep=t.sleep, clock=t.clock, spread=spread)]
@@ -396,7 +396,7 @@ def budgets(redis_url: str, t: FakeTime, spread: bool = True) -> list:
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_budget_spends_the_window_keeps_one_in_reserve_then_waits_for_the_reset(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t, spread=False)[kind]
+    budget = budgets(redis_url, t)[kind]
     budget.acquire()  # nothing known yet: go, and learn from the answer
     budget.observe(10, 5, int(NOW) + 10)
     for _ in range(4):
@@ -409,7 +409,7 @@ def test_a_budget_spends_the_window_keeps_one_in_reserve_then_waits_for_the_rese
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_within_one_window_a_budget_keeps_the_smaller_count(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t, spread=False)[kind]
+    budget = budgets(redis_url, t)[kind]
     reset = int(NOW) + 30
     budget.observe(10, 4, reset)
     budget.observe(10, 8, reset)  # a slower answer from earlier in the same window: ours is smaller
@@ -423,7 +423,7 @@ def test_within_one_window_a_budget_keeps_the_smaller_count(redis_url: str, kind
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_later_reset_is_a_new_window_with_the_servers_count(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t, spread=False)[kind]
+    budget = budgets(redis_url, t)[kind]
     budget.observe(10, 2, int(NOW) + 30)
     budget.acquire()
     budget.observe(10, 9, int(NOW) + 3600)
@@ -454,9 +454,7 @@ def test_two_workers_share_one_redis_budget_and_never_take_the_same_call(redis_u
         raise Blocked
 
     client.delete("stsync:shared")
-    # Unspread, so that every call of the window is there to be taken at once.
-    workers = [RedisRateBudget(client, "stsync:shared", reserve=1, sleep=refuse_to_wait, spread=False)
-               for _ in range(2)]
+    workers = [RedisRateBudget(client, "stsync:shared", reserve=1, sleep=refuse_to_wait) for _ in range(2)]
     workers[0].observe(2001, 2001, int(time.time()) + 50)
     taken = [0, 0]
     barrier = threading.Barrier(2)
@@ -483,7 +481,7 @@ def test_two_workers_share_one_redis_budget_and_never_take_the_same_call(redis_u
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_spreading_budget_paces_the_windows_calls_evenly_up_to_its_reset(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t)[kind]
+    budget = budgets(redis_url, t, spread=True)[kind]
     reset = int(NOW) + 20
     budget.observe(21, 21, reset)  # 20 calls to spend (one in reserve) over 21 s: one every 1.05 s
     sent = []
@@ -499,9 +497,9 @@ def test_a_spreading_budget_paces_the_windows_calls_evenly_up_to_its_reset(redis
 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
-def test_a_budget_that_is_not_spreading_spends_the_window_at_once(redis_url: str, kind: int) -> None:
+def test_a_budget_by_default_spends_the_window_at_once(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t, spread=False)[kind]
+    budget = budgets(redis_url, t)[kind]
     budget.observe(21, 21, int(NOW) + 20)
     for _ in range(20):
         budget.acquire()
@@ -511,7 +509,7 @@ def test_a_budget_that_is_not_spreading_spends_the_window_at_once(redis_url: str
 @pytest.mark.parametrize("kind", [0, 1], ids=["local", "redis"])
 def test_a_pace_slower_than_the_cap_never_defers_the_run(redis_url: str, kind: int) -> None:
     t = FakeTime()
-    budget = budgets(redis_url, t)[kind]
+    budget = budgets(redis_url, t, spread=True)[kind]
     budget.observe(3600, 9, int(NOW) + 3000)  # 8 calls over 50 minutes: the pace would be 6 minutes a call
     for _ in range(8):
         budget.acquire()
@@ -524,7 +522,7 @@ def test_two_workers_sharing_a_spreading_redis_budget_keep_one_pace(redis_url: s
     t = FakeTime()
     client = redis.Redis.from_url(redis_url)
     client.delete("stsync:paced")
-    workers = [RedisRateBudget(client, "stsync:paced", sleep=t.sleep, clock=t.clock) for _ in range(2)]
+    workers = [RedisRateBudget(client, "stsync:paced", sleep=t.sleep, clock=t.clock, spread=True) for _ in range(2)]
     workers[0].observe(11, 11, int(NOW) + 10)  # 10 calls over 11 s
     sent = []
     for i in range(10):  # the two workers take turns; the pace is theirs together
