@@ -335,9 +335,8 @@ def project_show(project_id: int, as_json: bool) -> None:
     data = project_service.show_project(project_id).to_dict()
 
     def show() -> None:
-        for key in ("name", "time_zone", "entry_mode", "timesheets_active", "lookback_days", "split_mode",
-                    "job_type", "st_job_number"):
-            say(f"  {key.replace('_', ' '):<18}{_cell(data[key])}")
+        for key, label in PROJECT_FIELDS:
+            say(f"  {label:<20}{_cell(data[key])}")
         say("Rules:")
         print_table(data["rules"], RULE_COLUMNS)
         say("Schedules:")
@@ -345,6 +344,11 @@ def project_show(project_id: int, as_json: bool) -> None:
         say("Ledger: " + (", ".join(f"{k} {v}" for k, v in sorted(data["ledger"].items())) or "empty"))
 
     emit(data, as_json, show)
+
+
+PROJECT_FIELDS = [("name", "name"), ("time_zone", "time zone"), ("entry_mode", "entry mode"),
+                  ("timesheets_active", "Timesheets tool"), ("lookback_days", "look-back (days)"),
+                  ("split_mode", "split at"), ("job_type", "job type"), ("st_job_number", "ServiceTrade job #")]
 
 
 @cli.command("technicians")
