@@ -363,3 +363,14 @@ def test_company_reference_is_reused_within_its_age_and_read_again_after() -> No
     now[0] += 2
     assert read() is not first and Procore.reads == 2
     assert company_reference(Procore(), max_age_s=0).configuration and Procore.reads == 3
+
+
+def test_a_one_day_sync_says_what_it_posted_from_the_look_back_and_why(stsync) -> None:  # noqa: ANN001
+    pid = first_project(stsync)
+    day = END - timedelta(days=2)  # a Friday of the world's punches
+    printed = stsync("sync", pid, "--start", day.isoformat(), "--end", day.isoformat()).output
+    assert f"are dated before {day}: the look-back re-checks the 14 days before the window" in printed
+    earlier = [r for r in ledger(status=LedgerStatus.posted) if r.work_date < day]
+    on_the_day = [r for r in ledger(status=LedgerStatus.posted) if r.work_date == day]
+    assert earlier and on_the_day
+    assert f"of which      {len(earlier)} entries" in printed

@@ -574,6 +574,10 @@ def print_outcome(outcome: RunOutcome) -> None:
     say(f"{r.project_name} (Procore project {r.project_id}), {r.window_start} to {r.window_end}"
         + (": DRY RUN, nothing changed" if r.dry_run else ""))
     say(f"  {verb:<14}{r.posted} entries, {r.hours} hours")
+    if r.posted_before_window:
+        say(f"  of which      {r.posted_before_window} entries ({r.hours_before_window} hours) are dated before "
+            f"{r.window_start}: the look-back re-checks the {r.lookback_days} days before the window for late "
+            "clock-outs and edits")
     problems = r.problem_lines()
     if not r.dry_run and r.posted == 0 and r.procore_writes == 0 and not problems:
         say("  nothing new to post: Procore already has every entry of this window")
@@ -625,8 +629,8 @@ def print_events(view: ClockEventsView, *, wide: bool = False, rows: Sequence[Ev
     for name, problem in sorted(flagged.items(), key=lambda x: x[0] or ""):
         say(f"flagged: {name}: {problem or 'no usable Procore Employee ID'} (left out until fixed)", "red")
     if view.lookback_rechecked:
-        say(f"also re-checked: {view.lookback_rechecked} entries of the look-back before {view.window.start} "
-            "(edits and deletions there are synced too)")
+        say(f"also re-checked: {view.lookback_rechecked} entries of the {view.lookback_days} days before "
+            f"{view.window.start} (edits and deletions there are synced too)")
     for hand in view.hand_entries:
         say(f"typed into Procore by hand: {hand.technician} on {hand.date}, {hand.hours or '?'} hours "
             "(stsync leaves it alone; check it is not the same work)", "yellow")

@@ -227,6 +227,7 @@ class ClockEventsView:
     approval: str
     rows: list[EventRow]
     lookback_rechecked: int
+    lookback_days: int
     cost_codes: list[Choice]
     cost_types: list[Choice]
     hand_entries: list[HandEntry]
@@ -236,7 +237,8 @@ class ClockEventsView:
         return {"project_id": self.project_id, "project_name": self.project_name,
                 "window": [self.window.start.isoformat(), self.window.end.isoformat()], "rounding": self.rounding,
                 "approval": self.approval, "rows": [r.to_dict() for r in self.rows],
-                "lookback_rechecked": self.lookback_rechecked, "cost_codes": [asdict(c) for c in self.cost_codes],
+                "lookback_rechecked": self.lookback_rechecked, "lookback_days": self.lookback_days,
+                "cost_codes": [asdict(c) for c in self.cost_codes],
                 "cost_types": [asdict(c) for c in self.cost_types],
                 "hand_entries": [asdict(h) for h in self.hand_entries], "problems": self.problems}
 
@@ -267,6 +269,7 @@ def clock_events(
     return ClockEventsView(
         project_id=report.project_id, project_name=report.project_name, window=window, rounding=report.rounding,
         approval=report.budget_note, rows=rows, lookback_rechecked=len(report.preview) - len(inside),
+        lookback_days=report.lookback_days,
         cost_codes=[Choice(i, label) for i, label in report.labor_cost_codes],
         cost_types=[Choice(i, label) for i, label in report.labor_cost_types],
         hand_entries=_hand_entries(procore, report.project_id, window, parties), problems=report.problem_lines(),

@@ -91,6 +91,9 @@ def count_decisions(report: RunReport, decisions: Decisions, planned: dict[str, 
         elif intended:
             report.posted += 1
             report.hours += p.hours or 0
+            if p.work_date is not None and p.work_date < window.start:
+                report.posted_before_window += 1
+                report.hours_before_window += p.hours or 0
     if intended:
         report.updated += len(decisions.get(ActionKind.update))
         report.deleted += len(decisions.get(ActionKind.delete))

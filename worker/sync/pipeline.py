@@ -101,7 +101,7 @@ def run_sync(
         labels.update({cid: cost_code_label(c) for cid, (c, _why) in codes.unusable.items()})
         report = RunReport(project_id=link.project_id, project_name=str(project.get("name") or link.project_id),
                            window_start=window.start, window_end=window.end, dry_run=dry_run,
-                           awaiting_approval=ctx.timesheets_active)
+                           awaiting_approval=ctx.timesheets_active, lookback_days=link.lookback_days)
         if not dry_run:
             with session_scope(database_url) as s:  # commit: the project's settings and technicians as just read
                 record_context(s, link_id, ctx, project)

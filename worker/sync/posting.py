@@ -199,8 +199,10 @@ class Poster:
                       "approval_status": entry.get("approval_status")} for sent, entry, _ in good],
                     [(sent.id, sent.status) for sent, _, _ in good], run_id=self.run_id, at=self.now,
                 )
-            self._tally(posted=len(good))
-            self._tally(hours=sum((sent.hours or Decimal("0") for sent, _, _ in good), Decimal("0")))
+            earlier = [sent for sent, _, _ in good if sent.work_date and sent.work_date < self.report.window_start]
+            self._tally(posted=len(good), hours=sum((sent.hours or Decimal("0") for sent, _, _ in good), Decimal("0")),
+                        posted_before_window=len(earlier),
+                        hours_before_window=sum((sent.hours or Decimal("0") for sent in earlier), Decimal("0")))
         for sent, entry, difference in changed:
             self._set(sent.id, LedgerStatus.failed, "procore_changed_entry",
                       f"Procore stored entry {entry.get('id')} differently from what was sent: {difference}",

@@ -30,6 +30,9 @@ class RunReport:
     unknown: int = 0
     later: int = 0
     adopted: int = 0  # entries found in Procore by their identity before creating them: nothing sent
+    lookback_days: int = 0  # days before the window that the run re-checked for edits and late clock-outs
+    posted_before_window: int = 0  # of `posted`, entries dated in the look-back, before the window's first day
+    hours_before_window: Decimal = Decimal("0.00")
     retired: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     malformed_events: list[str] = field(default_factory=list)
@@ -86,6 +89,9 @@ class RunReport:
             "unknown": self.unknown,
             "later": self.later,
             "adopted": self.adopted,
+            "lookback_days": self.lookback_days,
+            "posted_before_window": self.posted_before_window,
+            "hours_before_window": str(self.hours_before_window),
             "retired": self.retired,
             "skipped": dict(sorted(self.skipped.items())),
             "malformed_events": len(self.malformed_events),
