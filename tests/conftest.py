@@ -28,6 +28,7 @@ def _test_environment() -> Iterator[None]:
     """Every test runs with a known encryption key and console-free JSON logs."""
     saved = dict(os.environ)
     os.environ["STSYNC_SECRET_KEY"] = TEST_SECRET_KEY
+    os.environ["STSYNC_CONFIG"] = "/nonexistent/stsync-tests.env"  # a developer's own `stsync init` file stays out
     os.environ.setdefault("LOG_FORMAT", "json")
     os.environ["REDIS_URL"] = REDIS_TEST_URL
     reset_settings()
@@ -100,6 +101,17 @@ def db_session(pg_url: str) -> Iterator[Session]:
     trans.rollback()
     conn.close()
     engine.dispose()
+
+
+@pytest.fixture
+def empty_db_session(db_session: Session) -> Session:
+    """The rolled-back session over empty tables: rows that tests through the CLI committed earlier are deleted
+    inside the transaction, so they are back afterwards."""
+    from worker.models import Base
+
+    for table in reversed(Base.metadata.sorted_tables):
+        db_session.execute(sa.delete(table))
+    return db_session
 
 
 @pytest.fixture

@@ -98,7 +98,8 @@ def _connection(db_session, company_id: int, **secrets: str) -> Connection:  # n
     return conn
 
 
-def test_reencrypt_all_moves_every_stored_secret_to_the_newest_key(db_session, keys) -> None:  # noqa: ANN001
+def test_reencrypt_all_moves_every_stored_secret_to_the_newest_key(empty_db_session, keys) -> None:  # noqa: ANN001
+    db_session = empty_db_session  # every stored secret is rewritten: only this test's rows may be there
     keys(single=OLD_KEY)
     full = _connection(db_session, 9101, procore_client_secret="cs-1", procore_access_token="at-1",
                        procore_refresh_token="rt-1", st_password="pw-1", st_client_secret="stcs-1",

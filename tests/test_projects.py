@@ -22,7 +22,7 @@ def test_a_complete_project_passes_the_check(stsync) -> None:
     data = stsync.json("project", "check", pid)
     assert data["ok"] is True and data["blockers"] == []
     assert data["labor_cost_codes"]
-    assert data["rounding"].startswith(("nearest", "always", "down", "up", "in the employee", "no rounding"))
+    assert data["rounding"].startswith(("rounded", "no rounding"))
     assert data["entry_mode"] in ("hours", "start_stop")
     assert data["approval"]
 

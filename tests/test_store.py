@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from worker.enums import EntryMode, ScheduleKind
-from worker.models import Base, Connection, ProjectLink
+from worker.models import Connection, ProjectLink
 from worker.store import connections as connection_store
 from worker.store import links as link_store
 from worker.store import rules as rule_store
@@ -20,12 +18,8 @@ NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def s(db_session: Session) -> Iterator[Session]:
-    """The rolled-back session over empty tables: rows that tests through the CLI committed earlier are deleted
-    inside the transaction, so they are back afterwards."""
-    for table in reversed(Base.metadata.sorted_tables):
-        db_session.execute(delete(table))
-    yield db_session
+def s(empty_db_session: Session) -> Session:
+    return empty_db_session
 
 
 def connection(s: Session, company_id: int = 7) -> Connection:
