@@ -57,7 +57,7 @@ def _fresh_company_reference() -> Iterator[None]:
     forget_bulk_refusals()
 
 
-def _require(what: str, check) -> None:  # noqa: ANN001
+def _require(what: str, check) -> None:
     try:
         check()
     except Exception as exc:  # noqa: BLE001 - any failure means the service is not usable
@@ -151,7 +151,7 @@ def emulator():
 
 
 @pytest.fixture
-def world(emulator) -> dict:  # noqa: ANN001
+def world(emulator) -> dict:
     """A fresh generated world loaded into the emulator, with faults, counters and config reset."""
     from emulators.world import generate_world
 
@@ -163,7 +163,7 @@ def world(emulator) -> dict:  # noqa: ANN001
 
 
 @pytest.fixture
-def stsync(world, emulator, db_url, redis_url, monkeypatch):  # noqa: ANN001
+def stsync(world, emulator, db_url, redis_url, monkeypatch):
     """`stsync` against the emulators and a clean PostgreSQL database, already connected to both APIs."""
     from .stsync_env import Stsync, point_at_emulator
 

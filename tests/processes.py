@@ -98,7 +98,7 @@ WORKER_READY = r"ready\."
 BEAT_READY = r"beat: Starting|Scheduler: Sending"
 
 
-def publish(task, broker_url: str, **options) -> None:  # noqa: ANN001
+def publish(task, broker_url: str, **options) -> None:
     """Send a task message to a given broker, whatever connection the app's producer pool already holds."""
     with task.app.connection_for_write(broker_url) as connection:
         task.apply_async(connection=connection, **options)

@@ -83,7 +83,7 @@ def _plan_events(world: dict, pid: int) -> list[dict]:
     return world["servicetrade"]["clock_event_plans"][str(pid)]
 
 
-def actual_entries(emulator) -> tuple[Counter, Counter]:  # noqa: ANN001
+def actual_entries(emulator) -> tuple[Counter, Counter]:
     live = [e for e in emulator.admin.procore_entries() if not e.get("deleted_at")]
     by_origin = Counter(e["origin_data"].split("|")[1] for e in live)  # the source key: an entry's identity
     got: Counter = Counter()
@@ -95,7 +95,7 @@ def actual_entries(emulator) -> tuple[Counter, Counter]:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("seed", [11, 23, 37])
-def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis_url, monkeypatch, tmp_path):  # noqa: ANN001
+def test_chaos_leaves_exactly_the_expected_entries(seed, emulator, db_url, redis_url, monkeypatch, tmp_path):
     rng = random.Random(seed)
     world = generate_world(seed=seed, projects=5, technicians=14, days=14, start=START)
     emulator.admin.reset(world)

@@ -111,7 +111,7 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
 
 
 @pytest.fixture
-def linked(stsync, monkeypatch) -> Iterator[str]:  # noqa: ANN001
+def linked(stsync, monkeypatch) -> Iterator[str]:
     """A connected installation with one linked project; at most 3 event ids per call, to test the bound."""
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
@@ -123,7 +123,7 @@ def linked(stsync, monkeypatch) -> Iterator[str]:  # noqa: ANN001
     reset_settings()
 
 
-def test_every_command_names_the_wrong_input_and_never_shows_a_traceback(linked, stsync) -> None:  # noqa: ANN001
+def test_every_command_names_the_wrong_input_and_never_shows_a_traceback(linked, stsync) -> None:
     other = str(stsync.h["project_ids"][1])  # not linked
     wrong = []
     for args, code, words in CASES:
@@ -138,7 +138,7 @@ def test_every_command_names_the_wrong_input_and_never_shows_a_traceback(linked,
 
 
 def test_every_command_of_the_cli_is_in_the_catalogue() -> None:
-    def leaves(group, prefix=()):  # noqa: ANN001, ANN202
+    def leaves(group, prefix=()):
         for name, command in group.commands.items():
             if hasattr(command, "commands"):
                 yield from leaves(command, (*prefix, name))
@@ -188,7 +188,7 @@ def _task_cases(pid: int) -> list[tuple[object, dict[str, object], type[Exceptio
     ]
 
 
-def test_every_task_refuses_wrong_arguments_by_name(linked) -> None:  # noqa: ANN001
+def test_every_task_refuses_wrong_arguments_by_name(linked) -> None:
     wrong = []
     for task, kwargs, kind, words in _task_cases(int(linked)):
         try:
@@ -222,7 +222,7 @@ def test_every_task_module_is_in_the_catalogue() -> None:
     (("runs", "--limit", "-1"), "limit must be from 1 to 10000, got -1"),
     (("events", "1", "--start", "9999-12-31"), "start 9999-12-31 is outside 2000-2099"),
 ])
-def test_a_real_process_prints_the_named_error_and_no_traceback(db_url, args, words) -> None:  # noqa: ANN001
+def test_a_real_process_prints_the_named_error_and_no_traceback(db_url, args, words) -> None:
     env = {**os.environ, "DATABASE_URL": db_url}
     done = subprocess.run([sys.executable, "-m", "worker.cli", *args], capture_output=True, text=True, env=env,
                           timeout=120)

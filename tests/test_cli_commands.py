@@ -20,13 +20,13 @@ from .helpers import START, live_entries
 from .stsync_env import leave_the_database_empty  # noqa: F401 - an autouse fixture
 
 
-def _linked(stsync) -> str:  # noqa: ANN001
+def _linked(stsync) -> str:
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
     return str(pid)
 
 
-def test_a_sync_with_problems_names_them_exits_non_zero_and_never_says_procore_has_everything(stsync) -> None:  # noqa: ANN001
+def test_a_sync_with_problems_names_them_exits_non_zero_and_never_says_procore_has_everything(stsync) -> None:
     pid = _linked(stsync)  # no rules: every interval a technician could post is unmapped
     for _ in range(2):  # the window's next run still says so
         result = stsync("sync", pid, "--start", START, "--end", START, ok=False)
@@ -35,7 +35,7 @@ def test_a_sync_with_problems_names_them_exits_non_zero_and_never_says_procore_h
         assert "Procore already has every entry" not in result.stdout
 
 
-def test_sync_off_a_terminal_reports_progress_as_json_lines_on_stderr(stsync) -> None:  # noqa: ANN001
+def test_sync_off_a_terminal_reports_progress_as_json_lines_on_stderr(stsync) -> None:
     pid = _linked(stsync)
     stsync.add_default_rule(pid)
     result = stsync("sync", pid, "--start", START, "--end", START.replace(day=8))
@@ -45,7 +45,7 @@ def test_sync_off_a_terminal_reports_progress_as_json_lines_on_stderr(stsync) ->
     assert "{" not in result.stdout.splitlines()[0], "stdout stays the report"
 
 
-def test_the_ledger_names_cost_codes_and_a_lost_ledger_is_rebuilt_from_procore(stsync, emulator) -> None:  # noqa: ANN001
+def test_the_ledger_names_cost_codes_and_a_lost_ledger_is_rebuilt_from_procore(stsync, emulator) -> None:
     pid = _linked(stsync)
     stsync.add_default_rule(pid)
     stsync("sync", pid, "--start", START, "--end", START)
@@ -61,7 +61,7 @@ def test_the_ledger_names_cost_codes_and_a_lost_ledger_is_rebuilt_from_procore(s
     assert stsync("ledger", pid, "--status", "posted").stdout.count("01-100 General Conditions Labor") == posted
 
 
-def test_on_a_terminal_sync_events_shows_the_rows_and_codes_and_asks(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_on_a_terminal_sync_events_shows_the_rows_and_codes_and_asks(stsync, emulator, monkeypatch) -> None:
     import worker.cli
 
     pid = _linked(stsync)
@@ -74,7 +74,7 @@ def test_on_a_terminal_sync_events_shows_the_rows_and_codes_and_asks(stsync, emu
     assert len(live_entries(emulator, int(pid))) == 2
 
 
-def test_rotate_key_re_encrypts_every_secret_so_the_old_key_can_go(stsync, monkeypatch) -> None:  # noqa: ANN001
+def test_rotate_key_re_encrypts_every_secret_so_the_old_key_can_go(stsync, monkeypatch) -> None:
     from worker.crypto import new_secret_key
 
     newest = new_secret_key()
@@ -94,7 +94,7 @@ def test_rotate_key_re_encrypts_every_secret_so_the_old_key_can_go(stsync, monke
     reset_settings()
 
 
-def test_user_add_takes_the_password_at_a_hidden_prompt(stsync) -> None:  # noqa: ANN001
+def test_user_add_takes_the_password_at_a_hidden_prompt(stsync) -> None:
     result = stsync("user", "add", "Payroll@Example.com", "--role", "payroll",
                     input="a-long-password-1\na-long-password-1\n")
     assert "payroll@example.com can sign in to the console as payroll" in result.stdout
@@ -102,7 +102,7 @@ def test_user_add_takes_the_password_at_a_hidden_prompt(stsync) -> None:  # noqa
     assert [(u.email, u.role.value) for u in list_users()] == [("payroll@example.com", "payroll")]
 
 
-def test_digest_prints_and_webhooks_status_says_what_is_not_registered(stsync) -> None:  # noqa: ANN001
+def test_digest_prints_and_webhooks_status_says_what_is_not_registered(stsync) -> None:
     _linked(stsync)
     digest = stsync("digest", "--print").stdout
     assert digest.strip() and "Traceback" not in digest
@@ -110,7 +110,7 @@ def test_digest_prints_and_webhooks_status_says_what_is_not_registered(stsync) -
     assert "servicetrade" in status and "procore" in status and "not registered" in status
 
 
-def test_events_wide_shows_every_column(stsync) -> None:  # noqa: ANN001
+def test_events_wide_shows_every_column(stsync) -> None:
     pid = _linked(stsync)
     wide = stsync("events", pid, "--start", START, "--end", START, "--wide").stdout
     header = next(line for line in wide.splitlines() if line.startswith("#"))

@@ -19,7 +19,7 @@ def _rows(table: str) -> list[dict[str, str]]:
     return [dict(zip(names, m.groups(), strict=True)) for line in table.splitlines() if (m := ROW.match(line))]
 
 
-def test_the_manual_flow_runs_from_the_command_line_without_json(stsync, emulator) -> None:  # noqa: ANN001
+def test_the_manual_flow_runs_from_the_command_line_without_json(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     stsync("project", "link", pid, "--job-type", "service_call")
     shown = stsync("events", pid, "--start", START, "--end", START).stdout
@@ -50,7 +50,7 @@ def test_the_manual_flow_runs_from_the_command_line_without_json(stsync, emulato
     assert {source_key_of(e) for e in entries} and len({source_key_of(e) for e in entries}) == 2
 
 
-def test_a_technicians_rows_are_picked_by_name_and_a_flagged_row_is_refused_by_number(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_technicians_rows_are_picked_by_name_and_a_flagged_row_is_refused_by_number(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     stsync("project", "link", pid, "--job-type", "service_call")
     rows = _rows(stsync("events", pid, "--start", START, "--end", START).stdout)
@@ -69,7 +69,7 @@ def test_a_technicians_rows_are_picked_by_name_and_a_flagged_row_is_refused_by_n
     assert len(live_entries(emulator, pid)) == len(theirs)
 
 
-def test_without_a_choice_off_a_terminal_sync_events_says_how_to_choose(stsync) -> None:  # noqa: ANN001
+def test_without_a_choice_off_a_terminal_sync_events_says_how_to_choose(stsync) -> None:
     pid = stsync.h["project_ids"][0]
     stsync("project", "link", pid, "--job-type", "service_call")
     no_rows = stsync("sync-events", pid, "--start", START, "--end", START, "--cost-code", "01-100", ok=False)
@@ -86,7 +86,7 @@ def test_without_a_choice_off_a_terminal_sync_events_says_how_to_choose(stsync) 
     assert "Traceback" not in no_rows.output + unknown.output + no_code.output + bad_code.output
 
 
-def test_rules_take_a_cost_code_by_its_code_and_projects_are_listed_by_name(stsync) -> None:  # noqa: ANN001
+def test_rules_take_a_cost_code_by_its_code_and_projects_are_listed_by_name(stsync) -> None:
     pid = stsync.h["project_ids"][0]
     stsync("project", "link", pid, "--job-type", "service_call")
     added = stsync("rules", "add", pid, "--cost-code", "01-100", "--cost-type", "Labor").stdout

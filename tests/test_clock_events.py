@@ -12,13 +12,13 @@ from worker.service import syncing
 from .helpers import END, START, ledger, live_entries, source_key_of
 
 
-def _linked(stsync) -> int:  # noqa: ANN001
+def _linked(stsync) -> int:
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)
     return pid
 
 
-def test_rows_are_numbered_by_technician_date_and_time_with_names_and_the_rounding_rule(stsync) -> None:  # noqa: ANN001
+def test_rows_are_numbered_by_technician_date_and_time_with_names_and_the_rounding_rule(stsync) -> None:
     pid = _linked(stsync)
     view = syncing.clock_events(pid, START, START.replace(day=8))
     assert "15 minutes" in view.rounding
@@ -37,7 +37,7 @@ def test_rows_are_numbered_by_technician_date_and_time_with_names_and_the_roundi
     assert ledger() == [], "a preview writes nothing"
 
 
-def test_picked_events_post_with_the_chosen_code_and_show_as_posted_afterwards(stsync, emulator) -> None:  # noqa: ANN001
+def test_picked_events_post_with_the_chosen_code_and_show_as_posted_afterwards(stsync, emulator) -> None:
     pid = _linked(stsync)
     view = syncing.clock_events(pid, START, START)
     picked = [r for r in view.rows if r.selectable and r.activity == "onsite"][:3]
@@ -61,7 +61,7 @@ def test_picked_events_post_with_the_chosen_code_and_show_as_posted_afterwards(s
     assert {source_key_of(e) for e in live_entries(emulator, pid)} == landed
 
 
-def test_a_cost_code_that_is_not_budgeted_labor_is_refused_naming_the_choices(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_cost_code_that_is_not_budgeted_labor_is_refused_naming_the_choices(stsync, emulator) -> None:
     pid = _linked(stsync)
     row = next(r for r in syncing.clock_events(pid, START, START).rows if r.selectable)
     wrong = stsync.h["non_labor_cost_codes"][str(pid)][0]
@@ -71,7 +71,7 @@ def test_a_cost_code_that_is_not_budgeted_labor_is_refused_naming_the_choices(st
     assert ledger() == [] and live_entries(emulator, pid) == []
 
 
-def test_entries_typed_into_procore_by_hand_show_beside_the_clock_events(stsync, emulator) -> None:  # noqa: ANN001
+def test_entries_typed_into_procore_by_hand_show_beside_the_clock_events(stsync, emulator) -> None:
     from worker.db import session_scope
     from worker.service.connections import procore_of
 

@@ -24,18 +24,18 @@ from worker.clients.ratelimit import LocalRateBudget
 DAY = date(2026, 3, 2)
 
 
-def client(emulator, h, *, store=None, sleeps=None, **kw) -> ProcoreClient:  # noqa: ANN001
+def client(emulator, h, *, store=None, sleeps=None, **kw) -> ProcoreClient:
     return ProcoreClient(emulator.procore_url, emulator.procore_url, h["procore_company_id"],
                          client_id=h["procore_client_id"], client_secret=h["procore_client_secret"],
                          token_store=store or MemoryTokenStore(),
                          sleep=sleeps.append if sleeps is not None else (lambda _s: None), **kw)
 
 
-def token_calls(emulator) -> int:  # noqa: ANN001
+def token_calls(emulator) -> int:
     return sum(r["count"] for r in emulator.admin.requests()["by_route"] if r["route"].startswith("/oauth"))
 
 
-def entry(h, n: int = 0, **over) -> dict:  # noqa: ANN001
+def entry(h, n: int = 0, **over) -> dict:
     pid = h["project_ids"][0]
     code = h["labor_cost_codes"][str(pid)][0]
     party = next(t["party_id"] for t in h["technicians"] if t["expect"] == "ok")
@@ -47,7 +47,7 @@ def entry(h, n: int = 0, **over) -> dict:  # noqa: ANN001
 # P-2 ----------------------------------------------------------------------------------------------------------
 
 
-def test_p2_client_credentials_token_is_fetched_once_and_reused(world, emulator) -> None:  # noqa: ANN001
+def test_p2_client_credentials_token_is_fetched_once_and_reused(world, emulator) -> None:
     store = MemoryTokenStore()
     pc = client(emulator, world["handles"], store=store)
     pc.company_configuration()
@@ -57,7 +57,7 @@ def test_p2_client_credentials_token_is_fetched_once_and_reused(world, emulator)
     assert store.tokens.expires_at - datetime.now(UTC) > timedelta(minutes=80)
 
 
-def test_p2_refresh_five_minutes_early(world, emulator) -> None:  # noqa: ANN001
+def test_p2_refresh_five_minutes_early(world, emulator) -> None:
     store = MemoryTokenStore()
     pc = client(emulator, world["handles"], store=store)
     pc.company_configuration()
@@ -68,7 +68,7 @@ def test_p2_refresh_five_minutes_early(world, emulator) -> None:  # noqa: ANN001
     assert token_calls(emulator) == 2 and store.tokens.access_token != old.access_token
 
 
-def test_p2_refresh_tokens_rotate_and_the_old_one_is_dead(world, emulator) -> None:  # noqa: ANN001
+def test_p2_refresh_tokens_rotate_and_the_old_one_is_dead(world, emulator) -> None:
     h = world["handles"]
     first = MemoryTokenStore(TokenSet("", h["procore_refresh_token"], datetime(1970, 1, 1, tzinfo=UTC)))
     client(emulator, h, store=first).company_configuration()
@@ -79,7 +79,7 @@ def test_p2_refresh_tokens_rotate_and_the_old_one_is_dead(world, emulator) -> No
     assert "stsync connect procore" in str(info.value)
 
 
-def test_p2_a_401_refreshes_once_and_repeats(world, emulator) -> None:  # noqa: ANN001
+def test_p2_a_401_refreshes_once_and_repeats(world, emulator) -> None:
     pc = client(emulator, world["handles"])
     pc.company_configuration()
     emulator.admin.expire_tokens()
@@ -88,7 +88,7 @@ def test_p2_a_401_refreshes_once_and_repeats(world, emulator) -> None:  # noqa: 
     assert token_calls(emulator) == 1
 
 
-def test_p2_wrong_client_secret_is_refused(world, emulator) -> None:  # noqa: ANN001
+def test_p2_wrong_client_secret_is_refused(world, emulator) -> None:
     h = dict(world["handles"], procore_client_secret="not-the-secret")
     with pytest.raises(CredentialsRejected) as info:
         client(emulator, h).company_configuration()
@@ -98,7 +98,7 @@ def test_p2_wrong_client_secret_is_refused(world, emulator) -> None:  # noqa: AN
 # P-3 ----------------------------------------------------------------------------------------------------------
 
 
-def test_p3_the_company_header_is_sent_and_its_absence_is_refused(world, emulator) -> None:  # noqa: ANN001
+def test_p3_the_company_header_is_sent_and_its_absence_is_refused(world, emulator) -> None:
     pc = client(emulator, world["handles"])
     assert pc.company_configuration()  # the client sends it
     token = pc._access_token()
@@ -111,7 +111,7 @@ def test_p3_the_company_header_is_sent_and_its_absence_is_refused(world, emulato
 # P-4 ----------------------------------------------------------------------------------------------------------
 
 
-def test_p4_every_read_the_sync_needs(world, emulator) -> None:  # noqa: ANN001
+def test_p4_every_read_the_sync_needs(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     pid = h["project_ids"][0]
@@ -137,7 +137,7 @@ def test_p4_every_read_the_sync_needs(world, emulator) -> None:  # noqa: ANN001
 # P-5 ----------------------------------------------------------------------------------------------------------
 
 
-def test_p5_bulk_create_returns_entries_in_order_with_origin_fields(world, emulator) -> None:  # noqa: ANN001
+def test_p5_bulk_create_returns_entries_in_order_with_origin_fields(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     created = pc.bulk_create_entries([entry(h, n) for n in range(3)])
@@ -147,7 +147,7 @@ def test_p5_bulk_create_returns_entries_in_order_with_origin_fields(world, emula
         pc.bulk_create_entries([entry(h, n) for n in range(101)])
 
 
-def test_p5_one_invalid_entry_refuses_the_whole_call_with_its_index(world, emulator) -> None:  # noqa: ANN001
+def test_p5_one_invalid_entry_refuses_the_whole_call_with_its_index(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     bad = entry(h, 1, cost_code_id=h["non_labor_cost_codes"][str(h["project_ids"][0])][0]["cost_code_id"])
@@ -157,7 +157,7 @@ def test_p5_one_invalid_entry_refuses_the_whole_call_with_its_index(world, emula
     assert [e for e in emulator.admin.procore_entries()] == []
 
 
-def test_p5_a_lost_response_is_outcome_unknown_not_a_refusal(world, emulator) -> None:  # noqa: ANN001
+def test_p5_a_lost_response_is_outcome_unknown_not_a_refusal(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     pc.company_configuration()
@@ -169,7 +169,7 @@ def test_p5_a_lost_response_is_outcome_unknown_not_a_refusal(world, emulator) ->
     assert len(emulator.admin.procore_entries()) == 1  # it was committed: only a look-up can tell
 
 
-def test_p5_start_stop_projects_take_times_and_single_create(world, emulator) -> None:  # noqa: ANN001
+def test_p5_start_stop_projects_take_times_and_single_create(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     pid = h["start_stop_project_ids"][0]
@@ -186,7 +186,7 @@ def test_p5_start_stop_projects_take_times_and_single_create(world, emulator) ->
 # P-6, P-7, P-10 -----------------------------------------------------------------------------------------------
 
 
-def test_p6_p10_list_entries_by_party_and_date_across_pages(world, emulator) -> None:  # noqa: ANN001
+def test_p6_p10_list_entries_by_party_and_date_across_pages(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     pc.bulk_create_entries([entry(h, n) for n in range(10)])
@@ -200,7 +200,7 @@ def test_p6_p10_list_entries_by_party_and_date_across_pages(world, emulator) -> 
     assert list(pc.list_entries(DAY, DAY, party_ids=[123])) == []
 
 
-def test_p7_patch_delete_and_approved_entries_are_locked(world, emulator) -> None:  # noqa: ANN001
+def test_p7_patch_delete_and_approved_entries_are_locked(world, emulator) -> None:
     h = world["handles"]
     pc = client(emulator, h)
     a, b, c = pc.bulk_create_entries([entry(h, n) for n in range(3)])
@@ -219,7 +219,7 @@ def test_p7_patch_delete_and_approved_entries_are_locked(world, emulator) -> Non
 # P-9 ----------------------------------------------------------------------------------------------------------
 
 
-def test_p9_rate_limit_headers_are_exposed_after_every_response(world, emulator) -> None:  # noqa: ANN001
+def test_p9_rate_limit_headers_are_exposed_after_every_response(world, emulator) -> None:
     budget = LocalRateBudget()
     pc = client(emulator, world["handles"], rate_budget=budget)
     pc.company_configuration()
@@ -231,7 +231,7 @@ def test_p9_rate_limit_headers_are_exposed_after_every_response(world, emulator)
 @pytest.mark.parametrize("fault", [{"kind": "429"}, {"kind": "429", "retry_after": 3},
                                    {"kind": "503", "retry_after": 2}, {"kind": "500"}, {"kind": "502"},
                                    {"kind": "504"}, {"kind": "html_502"}, {"kind": "timeout", "latency_ms": 50}])
-def test_p9_transient_answers_on_reads_are_retried(world, emulator, fault) -> None:  # noqa: ANN001
+def test_p9_transient_answers_on_reads_are_retried(world, emulator, fault) -> None:
     sleeps: list = []
     pc = client(emulator, world["handles"], sleeps=sleeps, timeout=2)
     pc.company_configuration()
@@ -242,7 +242,7 @@ def test_p9_transient_answers_on_reads_are_retried(world, emulator, fault) -> No
         assert sleeps[0] >= fault["retry_after"]
 
 
-def test_p9_a_wait_of_a_minute_or_more_defers_the_run(world, emulator) -> None:  # noqa: ANN001
+def test_p9_a_wait_of_a_minute_or_more_defers_the_run(world, emulator) -> None:
     pc = client(emulator, world["handles"])
     pc.company_configuration()
     emulator.admin.add_faults({"service": "procore", "path": "company_configuration", "kind": "503",
@@ -252,7 +252,7 @@ def test_p9_a_wait_of_a_minute_or_more_defers_the_run(world, emulator) -> None: 
     assert info.value.wait_s >= 600
 
 
-def test_p9_writes_are_not_retried_blind(world, emulator) -> None:  # noqa: ANN001
+def test_p9_writes_are_not_retried_blind(world, emulator) -> None:
     h = world["handles"]
     sleeps: list = []
     pc = client(emulator, h, sleeps=sleeps)
@@ -271,13 +271,13 @@ def test_p9_writes_are_not_retried_blind(world, emulator) -> None:  # noqa: ANN0
 # P-11 and bad bodies ------------------------------------------------------------------------------------------
 
 
-def test_p11_an_unknown_project_is_not_found(world, emulator) -> None:  # noqa: ANN001
+def test_p11_an_unknown_project_is_not_found(world, emulator) -> None:
     with pytest.raises(NotFound) as info:
         client(emulator, world["handles"]).get_project(999)
     assert "/rest/v1.0/projects/{id}" in str(info.value)
 
 
-def test_an_empty_or_html_body_names_the_endpoint(world, emulator) -> None:  # noqa: ANN001
+def test_an_empty_or_html_body_names_the_endpoint(world, emulator) -> None:
     pc = client(emulator, world["handles"])
     pc.company_configuration()
     emulator.admin.add_faults({"service": "procore", "path": "company_configuration", "kind": "empty_body",

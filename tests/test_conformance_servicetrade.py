@@ -8,7 +8,7 @@ from worker.clients.errors import CredentialsRejected, MalformedResponse, NotFou
 from worker.clients.servicetrade import ServiceTradeClient
 
 
-def client(emulator, h, *, oauth: bool = False, sleeps: list | None = None, **kw) -> ServiceTradeClient:  # noqa: ANN001
+def client(emulator, h, *, oauth: bool = False, sleeps: list | None = None, **kw) -> ServiceTradeClient:
     sleeper = (sleeps.append if sleeps is not None else lambda _s: None)
     if oauth:
         return ServiceTradeClient(emulator.st_url, client_id=h["st_client_id"], client_secret=h["st_client_secret"],
@@ -17,13 +17,13 @@ def client(emulator, h, *, oauth: bool = False, sleeps: list | None = None, **kw
                               **kw)
 
 
-def calls(emulator, method: str, route: str, status: int | None = None) -> int:  # noqa: ANN001
+def calls(emulator, method: str, route: str, status: int | None = None) -> int:
     return sum(r["count"] for r in emulator.admin.requests()["by_route"]
                if r["service"] == "servicetrade" and r["method"] == method and r["route"] == route
                and (status is None or r["status"] == status))
 
 
-def linked_job(emulator, world) -> dict:  # noqa: ANN001
+def linked_job(emulator, world) -> dict:
     """A job with the first project's external id: the emulator attaches that project's punches to it."""
     h = world["handles"]
     st = client(emulator, h)
@@ -42,7 +42,7 @@ def linked_job(emulator, world) -> dict:  # noqa: ANN001
 # ST-1, ST-2 --------------------------------------------------------------------------------------------------
 
 
-def test_st2_session_login_gives_a_26_char_token_and_the_vendor_company(world, emulator) -> None:  # noqa: ANN001
+def test_st2_session_login_gives_a_26_char_token_and_the_vendor_company(world, emulator) -> None:
     seen: list = []
     st = client(emulator, world["handles"], on_session=seen.append)
     data = st.login()
@@ -51,7 +51,7 @@ def test_st2_session_login_gives_a_26_char_token_and_the_vendor_company(world, e
     assert me["company_id"] == world["handles"]["st_vendor_company_id"]
 
 
-def test_st2_wrong_password_is_refused_with_the_remote_message(world, emulator) -> None:  # noqa: ANN001
+def test_st2_wrong_password_is_refused_with_the_remote_message(world, emulator) -> None:
     h = dict(world["handles"], st_password="wrong-password-123")
     with pytest.raises(CredentialsRejected) as info:
         client(emulator, h).login()
@@ -59,7 +59,7 @@ def test_st2_wrong_password_is_refused_with_the_remote_message(world, emulator) 
     assert "wrong-password-123" not in str(info.value)
 
 
-def test_st2_an_expired_session_logs_in_again_once_and_repeats(world, emulator) -> None:  # noqa: ANN001
+def test_st2_an_expired_session_logs_in_again_once_and_repeats(world, emulator) -> None:
     st = client(emulator, world["handles"])
     st.login()
     emulator.admin.reset_requests()
@@ -70,7 +70,7 @@ def test_st2_an_expired_session_logs_in_again_once_and_repeats(world, emulator) 
     assert calls(emulator, "POST", "/api/auth") == 1
 
 
-def test_st2_oauth_alternative(world, emulator) -> None:  # noqa: ANN001
+def test_st2_oauth_alternative(world, emulator) -> None:
     st = client(emulator, world["handles"], oauth=True)
     assert st.whoami()["company_id"] == world["handles"]["st_vendor_company_id"]
     emulator.admin.expire_sessions()
@@ -79,7 +79,7 @@ def test_st2_oauth_alternative(world, emulator) -> None:  # noqa: ANN001
     assert calls(emulator, "POST", "/api/oauth2/token") == 1
 
 
-def test_st2_oauth_with_a_wrong_secret_is_refused(world, emulator) -> None:  # noqa: ANN001
+def test_st2_oauth_with_a_wrong_secret_is_refused(world, emulator) -> None:
     h = dict(world["handles"], st_client_secret="nope")
     with pytest.raises(CredentialsRejected):
         client(emulator, h, oauth=True).whoami()
@@ -88,7 +88,7 @@ def test_st2_oauth_with_a_wrong_secret_is_refused(world, emulator) -> None:  # n
 # ST-3 ---------------------------------------------------------------------------------------------------------
 
 
-def test_st3_pagination_reads_every_page_when_the_server_pages_smaller(world, emulator) -> None:  # noqa: ANN001
+def test_st3_pagination_reads_every_page_when_the_server_pages_smaller(world, emulator) -> None:
     job = linked_job(emulator, world)
     st = client(emulator, world["handles"])
     everything = list(st.clock_events(job_id=job["id"]))
@@ -99,7 +99,7 @@ def test_st3_pagination_reads_every_page_when_the_server_pages_smaller(world, em
     assert calls(emulator, "GET", "/api/clock") == -(-len(paged) // 7)
 
 
-def test_st3_validation_errors_and_unknown_ids(world, emulator) -> None:  # noqa: ANN001
+def test_st3_validation_errors_and_unknown_ids(world, emulator) -> None:
     st = client(emulator, world["handles"])
     with pytest.raises(ValidationFailed) as info:
         st.create_job({"locationId": 1, "vendorId": 1, "type": "party"})
@@ -108,7 +108,7 @@ def test_st3_validation_errors_and_unknown_ids(world, emulator) -> None:  # noqa
         st.get_job(1234567890123456)
 
 
-def test_st3_a_malformed_body_names_the_endpoint(world, emulator) -> None:  # noqa: ANN001
+def test_st3_a_malformed_body_names_the_endpoint(world, emulator) -> None:
     st = client(emulator, world["handles"])
     st.login()
     emulator.admin.add_faults({"service": "servicetrade", "path": "/api/user", "kind": "empty_body", "count": 1})
@@ -120,7 +120,7 @@ def test_st3_a_malformed_body_names_the_endpoint(world, emulator) -> None:  # no
 # ST-4, ST-5 ---------------------------------------------------------------------------------------------------
 
 
-def test_st4_st5_clock_events_shape_filters_and_inclusive_times(world, emulator) -> None:  # noqa: ANN001
+def test_st4_st5_clock_events_shape_filters_and_inclusive_times(world, emulator) -> None:
     job = linked_job(emulator, world)
     st = client(emulator, world["handles"])
     events = list(st.clock_events(job_id=job["id"]))
@@ -146,7 +146,7 @@ def test_st4_st5_clock_events_shape_filters_and_inclusive_times(world, emulator)
 # ST-6, ST-7 ---------------------------------------------------------------------------------------------------
 
 
-def test_st6_technicians_carry_the_procore_employee_id(world, emulator) -> None:  # noqa: ANN001
+def test_st6_technicians_carry_the_procore_employee_id(world, emulator) -> None:
     st = client(emulator, world["handles"])
     techs = {u["id"]: u for u in st.technicians()}
     for t in world["handles"]["technicians"]:
@@ -154,7 +154,7 @@ def test_st6_technicians_carry_the_procore_employee_id(world, emulator) -> None:
         assert (ext or None) == t["employee_id"]
 
 
-def test_st7_create_and_find_by_external_id_and_refuse_a_second_job(world, emulator) -> None:  # noqa: ANN001
+def test_st7_create_and_find_by_external_id_and_refuse_a_second_job(world, emulator) -> None:
     job = linked_job(emulator, world)
     st = client(emulator, world["handles"])
     pid = str(world["handles"]["project_ids"][0])
@@ -176,7 +176,7 @@ def test_st7_create_and_find_by_external_id_and_refuse_a_second_job(world, emula
 
 @pytest.mark.parametrize("fault", [{"kind": "429"}, {"kind": "429", "retry_after": 2}, {"kind": "500"},
                                    {"kind": "502"}, {"kind": "503", "retry_after": 1}, {"kind": "504"}])
-def test_st8_transient_answers_are_retried_and_retry_after_honoured(world, emulator, fault) -> None:  # noqa: ANN001
+def test_st8_transient_answers_are_retried_and_retry_after_honoured(world, emulator, fault) -> None:
     sleeps: list = []
     st = client(emulator, world["handles"], sleeps=sleeps)
     st.login()
@@ -187,7 +187,7 @@ def test_st8_transient_answers_are_retried_and_retry_after_honoured(world, emula
         assert all(s >= fault["retry_after"] for s in sleeps)
 
 
-def test_st8_errors_carry_the_request_id(world, emulator) -> None:  # noqa: ANN001
+def test_st8_errors_carry_the_request_id(world, emulator) -> None:
     st = client(emulator, world["handles"])
     with pytest.raises(NotFound) as info:
         st.get_job(1111111111111111)

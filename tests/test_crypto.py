@@ -19,7 +19,7 @@ SECRET_COLUMNS = ("procore_client_secret", "procore_access_token", "procore_refr
 
 
 @pytest.fixture
-def keys(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def keys(monkeypatch: pytest.MonkeyPatch):
     """Set the key variables for one step of a test; the session's own key comes back afterwards."""
 
     def use(*, single: str | None = None, many: str | None = None) -> None:
@@ -40,7 +40,7 @@ def test_new_secret_key_makes_distinct_valid_fernet_keys() -> None:
     assert Fernet(first.encode()).decrypt(Fernet(first.encode()).encrypt(b"x")) == b"x"
 
 
-def test_the_newest_key_encrypts_and_older_keys_still_decrypt(keys) -> None:  # noqa: ANN001
+def test_the_newest_key_encrypts_and_older_keys_still_decrypt(keys) -> None:
     keys(single=OLD_KEY)
     stored_under_old = encrypt("client-secret-1")
     keys(many=f"{NEW_KEY},{OLD_KEY}")
@@ -65,7 +65,7 @@ def test_no_key_at_all_names_both_variables() -> None:
         Settings(stsync_secret_key=None, stsync_secret_keys=None).secret_keys()
 
 
-def test_a_secret_no_configured_key_opens_says_which_variable_to_set(keys) -> None:  # noqa: ANN001
+def test_a_secret_no_configured_key_opens_says_which_variable_to_set(keys) -> None:
     keys(single=OLD_KEY)
     stored = encrypt("st-password")
     keys(single=NEW_KEY)
@@ -77,28 +77,28 @@ def test_a_secret_no_configured_key_opens_says_which_variable_to_set(keys) -> No
     assert OLD_KEY not in message and NEW_KEY not in message
 
 
-def test_a_key_that_is_not_a_fernet_key_is_named_without_showing_it(keys) -> None:  # noqa: ANN001
+def test_a_key_that_is_not_a_fernet_key_is_named_without_showing_it(keys) -> None:
     keys(many=f"{NEW_KEY},not-a-key")
     with pytest.raises(SecretKeyMismatch, match="STSYNC_SECRET_KEYS / STSYNC_SECRET_KEY is not a valid") as caught:
         encrypt("x")
     assert "not-a-key" not in str(caught.value)
 
 
-def _raw_secrets(db_session, connection_id: int) -> dict[str, str | None]:  # noqa: ANN001
+def _raw_secrets(db_session, connection_id: int) -> dict[str, str | None]:
     row = db_session.execute(
         sa.text(f"SELECT {', '.join(SECRET_COLUMNS)} FROM connections WHERE id = :id"), {"id": connection_id}
     ).one()
     return dict(zip(SECRET_COLUMNS, row, strict=True))
 
 
-def _connection(db_session, company_id: int, **secrets: str) -> Connection:  # noqa: ANN001
+def _connection(db_session, company_id: int, **secrets: str) -> Connection:
     conn = Connection(procore_company_id=company_id, procore_client_id="client", **secrets)
     db_session.add(conn)
     db_session.flush()
     return conn
 
 
-def test_reencrypt_all_moves_every_stored_secret_to_the_newest_key(empty_db_session, keys) -> None:  # noqa: ANN001
+def test_reencrypt_all_moves_every_stored_secret_to_the_newest_key(empty_db_session, keys) -> None:
     db_session = empty_db_session  # every stored secret is rewritten: only this test's rows may be there
     keys(single=OLD_KEY)
     full = _connection(db_session, 9101, procore_client_secret="cs-1", procore_access_token="at-1",
@@ -124,7 +124,7 @@ def test_reencrypt_all_moves_every_stored_secret_to_the_newest_key(empty_db_sess
     assert db_session.get(Connection, full.id).procore_refresh_token == "rt-1"
 
 
-def test_reencrypt_all_fails_on_a_secret_no_key_opens_and_names_the_variable(db_session, keys) -> None:  # noqa: ANN001
+def test_reencrypt_all_fails_on_a_secret_no_key_opens_and_names_the_variable(db_session, keys) -> None:
     keys(single=OLD_KEY)
     conn = _connection(db_session, 9103, procore_client_secret="cs-3")
     before = _raw_secrets(db_session, conn.id)

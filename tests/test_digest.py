@@ -45,7 +45,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd's handler hook
+    async def handle_DATA(self, server, session, envelope) -> str:
         parsed = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 Message accepted for delivery"
@@ -298,7 +298,7 @@ def test_smtp_urls_name_server_port_tls_and_decoded_login() -> None:
 
 def test_a_refused_recipient_is_an_error_that_names_it() -> None:
     class Refusing(Inbox):
-        async def handle_RCPT(self, server, session, envelope, address, options) -> str:  # noqa: ANN001
+        async def handle_RCPT(self, server, session, envelope, address, options) -> str:
             if address.startswith("nobody"):
                 return "550 no such user"
             envelope.rcpt_tos.append(address)
@@ -318,7 +318,7 @@ def test_a_refused_recipient_is_an_error_that_names_it() -> None:
     assert [rcpt for _, rcpt, _ in inbox.messages] == [[PAYROLL]]
 
 
-def test_who_gets_the_digest_and_when_is_set_and_checked(stsync) -> None:  # noqa: ANN001
+def test_who_gets_the_digest_and_when_is_set_and_checked(stsync) -> None:
     from worker.inputs import InvalidArgument
     from worker.service.digest import set_digest
 

@@ -27,7 +27,7 @@ BROKER_URL = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture
-def live(emulator, db_url, redis_url, monkeypatch, tmp_path):  # noqa: ANN001
+def live(emulator, db_url, redis_url, monkeypatch, tmp_path):
     """A world whose punches end today, stsync connected and one project linked with a rule, and the environment
     the worker processes get."""
     today = datetime.now(UTC).date()
@@ -66,7 +66,7 @@ def _runs() -> list[SyncRun]:
     return rows
 
 
-def _wait(predicate, timeout: float, what: str):  # noqa: ANN001
+def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -76,7 +76,7 @@ def _wait(predicate, timeout: float, what: str):  # noqa: ANN001
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _entries(emulator, pid: int) -> list[dict]:  # noqa: ANN001
+def _entries(emulator, pid: int) -> list[dict]:
     return [e for e in emulator.admin.procore_entries()
             if not e.get("deleted_at") and int((e.get("project") or {}).get("id", e.get("project_id"))) == pid]
 
@@ -87,7 +87,7 @@ def _due_next_minute(tz_name: str) -> str:
 
 
 @pytest.mark.parametrize("beats", [1, 2])
-def test_nightly_schedule_due_next_minute_runs_exactly_once(live, emulator, beats: int) -> None:  # noqa: ANN001
+def test_nightly_schedule_due_next_minute_runs_exactly_once(live, emulator, beats: int) -> None:
     stsync, pid, env = live["stsync"], live["pid"], live["env"]
     tz = stsync.json("project", "show", pid)["time_zone"]
     stsync("schedule", "set", pid, "--nightly", _due_next_minute(tz))
@@ -108,7 +108,7 @@ def test_nightly_schedule_due_next_minute_runs_exactly_once(live, emulator, beat
     assert max(Counter(e["origin_id"] for e in entries).values()) == 1
 
 
-def test_flower_triggers_a_sync_with_basic_auth_and_reports_bad_arguments(live, emulator) -> None:  # noqa: ANN001
+def test_flower_triggers_a_sync_with_basic_auth_and_reports_bad_arguments(live, emulator) -> None:
     env, pid = live["env"], live["pid"]
     port = processes.free_port()
     live["procs"].append(processes.worker(env))
@@ -152,7 +152,7 @@ def _up(base: str) -> bool:
         return False
 
 
-def test_the_same_task_delivered_twice_makes_one_runs_worth_of_entries(live, emulator) -> None:  # noqa: ANN001
+def test_the_same_task_delivered_twice_makes_one_runs_worth_of_entries(live, emulator) -> None:
     from tasks.sync import sync_project
 
     env, pid = live["env"], live["pid"]

@@ -47,7 +47,7 @@ def _terminate(db_url: str, pid: int) -> None:
     engine.dispose()
 
 
-def _wait_for(check, timeout: float = 30) -> None:  # noqa: ANN001
+def _wait_for(check, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -55,7 +55,7 @@ def _wait_for(check, timeout: float = 30) -> None:  # noqa: ANN001
 
 
 def test_a_run_that_lost_its_lock_mid_post_never_duplicates_and_nothing_goes_missing(stsync, emulator, db_url,
-                                                                                      monkeypatch) -> None:  # noqa: ANN001
+                                                                                      monkeypatch) -> None:
     from worker.settings import reset_settings
 
     monkeypatch.setenv("PROCORE_POST_CONCURRENCY", "1")  # one chunk in flight: the others wait, claimed, unsent
@@ -92,7 +92,7 @@ def test_a_run_that_lost_its_lock_mid_post_never_duplicates_and_nothing_goes_mis
     assert stsync.sync(pid, START, END, "--dry-run")["report"]["posted"] == 0, "nothing is missing"
 
 
-def test_a_run_whose_worker_died_is_found_by_its_lease_and_tried_again_then_given_up(stsync) -> None:  # noqa: ANN001
+def test_a_run_whose_worker_died_is_found_by_its_lease_and_tried_again_then_given_up(stsync) -> None:
     from worker.dispatch import dispatch_due
     from worker.settings import get_settings
 
@@ -119,7 +119,7 @@ def test_a_run_whose_worker_died_is_found_by_its_lease_and_tried_again_then_give
         assert run.status == RunStatus.failed and "gave up after" in run.error
 
 
-def test_rows_claimed_by_a_dead_run_are_reconciled_then_posted_once(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_rows_claimed_by_a_dead_run_are_reconciled_then_posted_once(stsync, emulator, monkeypatch) -> None:
     import pytest
 
     from worker.settings import get_settings
@@ -135,7 +135,7 @@ def test_rows_claimed_by_a_dead_run_are_reconciled_then_posted_once(stsync, emul
         link = s.scalars(select(ProjectLink)).one()
         link_id, connection_id = link.id, link.connection_id
 
-    def send_then_die(self, rows):  # noqa: ANN001
+    def send_then_die(self, rows):
         """The claimed rows reach Procore, then the worker is killed before it records anything."""
         for start in range(0, len(rows), 100):
             self.procore.bulk_create_entries([self.entry_for_post(r) for r in rows[start:start + 100]])

@@ -57,7 +57,7 @@ def _use(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     reset_settings()
 
 
-def test_a_restored_backup_posts_nothing_twice(stsync, emulator, databases, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_restored_backup_posts_nothing_twice(stsync, emulator, databases, monkeypatch, tmp_path: Path) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, MID)
     backup = tmp_path / "stsync.dump"
@@ -77,7 +77,7 @@ def test_a_restored_backup_posts_nothing_twice(stsync, emulator, databases, monk
     assert_exactly_once(emulator, pid)
 
 
-def test_an_empty_database_adopts_what_procore_has(stsync, emulator, databases, monkeypatch) -> None:  # noqa: ANN001
+def test_an_empty_database_adopts_what_procore_has(stsync, emulator, databases, monkeypatch) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     before = {source_key_of(e) for e in live_entries(emulator, pid)}
@@ -94,7 +94,7 @@ def test_an_empty_database_adopts_what_procore_has(stsync, emulator, databases, 
 
 
 def test_two_installations_syncing_one_company_in_turn_post_each_entry_once(stsync, emulator, databases,
-                                                                            monkeypatch) -> None:  # noqa: ANN001
+                                                                            monkeypatch) -> None:
     pid = first_project(stsync)
     first, second = stsync_url(), databases(True)
     _use(monkeypatch, second)
@@ -117,7 +117,7 @@ def stsync_url() -> str:
     return get_settings().database_url
 
 
-def test_rebuild_makes_the_ledger_from_procore_and_servicetrade_alone(stsync, emulator, databases, monkeypatch) -> None:  # noqa: ANN001
+def test_rebuild_makes_the_ledger_from_procore_and_servicetrade_alone(stsync, emulator, databases, monkeypatch) -> None:
     from worker.service import syncing
 
     pid = first_project(stsync)

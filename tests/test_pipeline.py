@@ -17,7 +17,7 @@ from .helpers import END, START, assert_exactly_once, first_project, ledger, liv
 from .stsync_env import write_calls
 
 
-def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -> None:  # noqa: ANN001
+def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -> None:
     pid = first_project(stsync)
     report = stsync.sync(pid, START, END)
     assert report["status"] == "succeeded", report
@@ -39,21 +39,21 @@ def test_first_sync_posts_and_every_punch_ends_in_the_ledger(stsync, emulator) -
     assert report["report"]["budget"]
 
 
-def _job_project(emulator, event) -> int | None:  # noqa: ANN001
+def _job_project(emulator, event) -> int | None:
     jobs = {j["id"]: j for j in emulator.admin.st_state()["jobs"]}
     job = jobs.get(event["job"]["id"] if isinstance(event.get("job"), dict) else event.get("job_id"))
     ext = (job or {}).get("externalIds") or {}
     return int(ext["procore"]) if ext.get("procore") else None
 
 
-def _in_scope(event, start: date, end: date) -> bool:  # noqa: ANN001
+def _in_scope(event, start: date, end: date) -> bool:
     from datetime import UTC, datetime
 
     at = datetime.fromtimestamp(event["eventTime"], UTC).date()
     return start <= at <= end - timedelta(days=1)
 
 
-def test_rerunning_the_same_window_posts_nothing_and_writes_nothing(stsync, emulator) -> None:  # noqa: ANN001
+def test_rerunning_the_same_window_posts_nothing_and_writes_nothing(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     emulator.admin.reset_requests()
@@ -64,7 +64,7 @@ def test_rerunning_the_same_window_posts_nothing_and_writes_nothing(stsync, emul
     assert_exactly_once(emulator, pid)
 
 
-def test_rerun_after_lost_response_posts_nothing_twice(stsync, emulator) -> None:  # noqa: ANN001
+def test_rerun_after_lost_response_posts_nothing_twice(stsync, emulator) -> None:
     pid = first_project(stsync)
     emulator.admin.add_faults({"service": "procore", "method": "POST", "path": r"/timesheets$",
                                "kind": "lost_response", "count": 1})
@@ -76,7 +76,7 @@ def test_rerun_after_lost_response_posts_nothing_twice(stsync, emulator) -> None
     assert ledger(status=LedgerStatus.pending) == []
 
 
-def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emulator, monkeypatch) -> None:
     pid = first_project(stsync)
     # Every bulk POST is committed but unanswered, and the look-ups after them fail too (the look before creating
     # still works): the run ends with unknown rows.
@@ -84,7 +84,7 @@ def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emula
 
     post_all = Poster.post_all
 
-    def lookups_fail_from_now_on(self, rows):  # noqa: ANN001
+    def lookups_fail_from_now_on(self, rows):
         emulator.admin.add_faults(
             {"service": "procore", "method": "GET", "path": r"/timecard_entries$", "kind": "500", "count": 200})
         return post_all(self, rows)
@@ -104,14 +104,14 @@ def test_lost_responses_left_unknown_are_looked_up_by_the_next_run(stsync, emula
     assert write_calls(emulator.admin.requests()) == 0
 
 
-def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monkeypatch) -> None:
     from worker.clients.procore import ProcoreClient
 
     pid = first_project(stsync)
     original = ProcoreClient.bulk_create_entries
     corrupted: list[int] = []
 
-    def corrupt_one(self, entries):  # noqa: ANN001
+    def corrupt_one(self, entries):
         if not corrupted and len(entries) == 100:
             entries = [dict(e) for e in entries]
             entries[37]["cost_code_id"] = stsync.h["non_labor_cost_codes"][str(pid)][0]["cost_code_id"]
@@ -138,7 +138,7 @@ def test_one_invalid_entry_in_a_chunk_of_100_fails_alone(stsync, emulator, monke
     assert corrupted[0] not in posted_keys
 
 
-def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  # noqa: ANN001
+def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     posted = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)
@@ -169,7 +169,7 @@ def test_edits_and_deletions_follow_until_approval(stsync, emulator) -> None:  #
     assert after[approved.procore_entry_id] == before[approved.procore_entry_id], "approved entry was touched"
 
 
-def test_stored_clock_events_follow_servicetrade_and_unchanged_ones_are_never_rewritten(stsync, emulator) -> None:  # noqa: ANN001
+def test_stored_clock_events_follow_servicetrade_and_unchanged_ones_are_never_rewritten(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     posted = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)
@@ -204,7 +204,7 @@ def stored_events() -> dict[int, ClockEvent]:
     return rows
 
 
-def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> None:  # noqa: ANN001
+def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     row = sorted(ledger(status=LedgerStatus.posted), key=lambda r: r.id)[0]
@@ -216,7 +216,7 @@ def test_deleting_an_approved_entrys_source_needs_review(stsync, emulator) -> No
     assert not {e["id"]: e for e in emulator.admin.procore_entries()}[row.procore_entry_id].get("deleted_at")
 
 
-def test_technician_without_employee_id_posts_once_the_id_is_set(stsync, emulator) -> None:  # noqa: ANN001
+def test_technician_without_employee_id_posts_once_the_id_is_set(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     tech = next(t for t in stsync.h["technicians"] if t["expect"] == "no_employee_id")
@@ -233,7 +233,7 @@ def test_technician_without_employee_id_posts_once_the_id_is_set(stsync, emulato
     assert_exactly_once(emulator, pid)
 
 
-def test_pagination_with_a_server_page_smaller_than_the_clients(stsync, emulator) -> None:  # noqa: ANN001
+def test_pagination_with_a_server_page_smaller_than_the_clients(stsync, emulator) -> None:
     pid = first_project(stsync)
     emulator.admin.config(st_max_page_size=7, procore_max_per_page=5)
     report = stsync.sync(pid, START, END)["report"]
@@ -244,7 +244,7 @@ def test_pagination_with_a_server_page_smaller_than_the_clients(stsync, emulator
     assert_exactly_once(emulator, pid)
 
 
-def test_manual_flow_posts_exactly_the_selected_events(stsync, emulator) -> None:  # noqa: ANN001
+def test_manual_flow_posts_exactly_the_selected_events(stsync, emulator) -> None:
     pid = stsync.h["project_ids"][0]
     stsync.link(pid)  # no rules: scheduled runs would post nothing
     job_events = sorted(
@@ -274,12 +274,12 @@ def test_manual_flow_posts_exactly_the_selected_events(stsync, emulator) -> None
             assert again.manual and again.cost_code_id == code["cost_code_id"]
 
 
-def _cost_code(entry) -> int:  # noqa: ANN001
+def _cost_code(entry) -> int:
     cc = entry.get("cost_code")
     return int(cc["id"]) if isinstance(cc, dict) else int(entry.get("cost_code_id"))
 
 
-def test_start_stop_project_gets_times_not_hours(stsync, emulator) -> None:  # noqa: ANN001
+def test_start_stop_project_gets_times_not_hours(stsync, emulator) -> None:
     pid = stsync.h["start_stop_project_ids"][0]
     stsync.link(pid)
     stsync.add_default_rule(pid)
@@ -290,7 +290,7 @@ def test_start_stop_project_gets_times_not_hours(stsync, emulator) -> None:  # n
     assert_exactly_once(emulator, pid)
 
 
-def test_dry_run_changes_nothing(stsync, emulator) -> None:  # noqa: ANN001
+def test_dry_run_changes_nothing(stsync, emulator) -> None:
     pid = first_project(stsync)
     emulator.admin.reset_requests()
     result = stsync.sync(pid, START, END, "--dry-run")
@@ -300,12 +300,12 @@ def test_dry_run_changes_nothing(stsync, emulator) -> None:  # noqa: ANN001
     assert {"actual_start", "rounded_start", "hours", "action"} <= set(result["report"]["preview"][0])
 
 
-def _reads(emulator, route_end: str) -> int:  # noqa: ANN001
+def _reads(emulator, route_end: str) -> int:
     return sum(r["count"] for r in emulator.admin.requests()["by_route"]
                if r["service"] == "procore" and r["method"] == "GET" and r["route"].endswith(route_end))
 
 
-def test_a_batch_of_projects_reads_company_settings_once_and_people_every_run(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_batch_of_projects_reads_company_settings_once_and_people_every_run(stsync, emulator) -> None:
     pids = stsync.h["project_ids"][:2]
     for pid in pids:
         stsync.link(pid)
@@ -320,7 +320,7 @@ def test_a_batch_of_projects_reads_company_settings_once_and_people_every_run(st
     assert _reads(emulator, "/cost_codes") == 2  # per project
 
 
-def test_company_settings_are_read_again_when_the_cache_is_off(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_company_settings_are_read_again_when_the_cache_is_off(stsync, emulator, monkeypatch) -> None:
     from worker.settings import reset_settings
 
     pid = first_project(stsync)
@@ -345,14 +345,14 @@ def test_company_reference_is_reused_within_its_age_and_read_again_after() -> No
         api = type("Api", (), {"base_url": "http://procore.test"})()
         reads = 0
 
-        def company_configuration(self):  # noqa: ANN202
+        def company_configuration(self):
             Procore.reads += 1
             return {"projects_timecard_in_out_enabled": []}
 
-        def line_item_types(self):  # noqa: ANN202
+        def line_item_types(self):
             return [{"id": 1, "base_type": "labor"}]
 
-        def rounding_configuration(self):  # noqa: ANN202
+        def rounding_configuration(self):
             return None
 
     now = [100.0]
@@ -365,7 +365,7 @@ def test_company_reference_is_reused_within_its_age_and_read_again_after() -> No
     assert company_reference(Procore(), max_age_s=0).configuration and Procore.reads == 3
 
 
-def test_a_one_day_sync_says_what_it_posted_from_the_look_back_and_why(stsync) -> None:  # noqa: ANN001
+def test_a_one_day_sync_says_what_it_posted_from_the_look_back_and_why(stsync) -> None:
     pid = first_project(stsync)
     day = END - timedelta(days=2)  # a Friday of the world's punches
     printed = stsync("sync", pid, "--start", day.isoformat(), "--end", day.isoformat()).output

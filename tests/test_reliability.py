@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
-def test_two_workers_under_a_small_limit_rarely_meet_a_429(stsync, emulator, db_url, redis_url) -> None:  # noqa: ANN001
+def test_two_workers_under_a_small_limit_rarely_meet_a_429(stsync, emulator, db_url, redis_url) -> None:
     pids = stsync.h["project_ids"][:2]
     for pid in pids:
         stsync.link(pid)
@@ -62,7 +62,7 @@ def test_two_workers_under_a_small_limit_rarely_meet_a_429(stsync, emulator, db_
 # ------------------------------------------------------------------------------------------ tokens
 
 
-def test_two_workers_meeting_an_expired_token_refresh_once(stsync, emulator) -> None:  # noqa: ANN001
+def test_two_workers_meeting_an_expired_token_refresh_once(stsync, emulator) -> None:
     from worker.connections import get_connection, procore_client
 
     with session_scope() as s:
@@ -74,7 +74,7 @@ def test_two_workers_meeting_an_expired_token_refresh_once(stsync, emulator) -> 
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
-    def call(client) -> None:  # noqa: ANN001
+    def call(client) -> None:
         barrier.wait()
         try:
             client.company_configuration()
@@ -91,7 +91,7 @@ def test_two_workers_meeting_an_expired_token_refresh_once(stsync, emulator) -> 
     assert token_calls == 1
 
 
-def test_a_lost_answer_on_the_refresh_call_needs_reauthorisation_not_a_loop(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_lost_answer_on_the_refresh_call_needs_reauthorisation_not_a_loop(stsync, emulator) -> None:
     h = stsync.h
     stsync("connect", "procore", "--company-id", h["procore_company_id"], "--client-id", h["procore_client_id"],
            "--client-secret", h["procore_client_secret"], "--refresh-token", h["procore_refresh_token"])
@@ -115,7 +115,7 @@ def test_a_lost_answer_on_the_refresh_call_needs_reauthorisation_not_a_loop(stsy
 # ------------------------------------------------------------------------------------------ bad input
 
 
-def test_malformed_clock_events_are_named_and_the_rest_of_the_batch_posts(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_malformed_clock_events_are_named_and_the_rest_of_the_batch_posts(stsync, emulator, monkeypatch) -> None:
     from worker.clients.servicetrade import ServiceTradeClient
 
     pid = first_project(stsync)
@@ -132,7 +132,7 @@ def test_malformed_clock_events_are_named_and_the_rest_of_the_batch_posts(stsync
         {"eventTime": 1772460000, "eventType": "clockIn", "activity": "onsite"},
     ]
 
-    def with_garbage(self, *args, **kwargs):  # noqa: ANN001
+    def with_garbage(self, *args, **kwargs):
         events = list(original(self, *args, **kwargs))
         yield from events[:5]
         yield from bad
@@ -156,7 +156,7 @@ def test_malformed_clock_events_are_named_and_the_rest_of_the_batch_posts(stsync
 
 
 @pytest.mark.parametrize("kind", ["empty_body", "html_502"])
-def test_proxy_garbage_from_procore_fails_the_run_with_a_named_error_then_recovers(stsync, emulator, kind) -> None:  # noqa: ANN001
+def test_proxy_garbage_from_procore_fails_the_run_with_a_named_error_then_recovers(stsync, emulator, kind) -> None:
     pid = first_project(stsync)
     emulator.admin.add_faults({"service": "procore", "method": "GET", "path": r"/cost_codes$", "kind": kind,
                                "count": 20})
@@ -168,7 +168,7 @@ def test_proxy_garbage_from_procore_fails_the_run_with_a_named_error_then_recove
     assert_exactly_once(emulator, pid)
 
 
-def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alone(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alone(stsync, emulator, monkeypatch) -> None:
     from worker.clients.errors import BulkValidationFailed
     from worker.clients.procore import ProcoreClient
 
@@ -176,7 +176,7 @@ def test_a_422_without_per_index_detail_is_split_until_the_bad_entry_stands_alon
     original = ProcoreClient.bulk_create_entries
     poison: list[int] = []
 
-    def odd_422(self, entries):  # noqa: ANN001
+    def odd_422(self, entries):
         if not poison:
             poison.append(entries[len(entries) // 3]["origin_data"])
         if any(e["origin_data"] == poison[0] for e in entries):
@@ -219,7 +219,7 @@ def test_task_arguments_of_the_wrong_type_fail_at_once_naming_the_argument() -> 
 # ------------------------------------------------------------------------------------------ races
 
 
-def test_the_same_project_synced_by_two_workers_at_once_makes_one_set(stsync, emulator) -> None:  # noqa: ANN001
+def test_the_same_project_synced_by_two_workers_at_once_makes_one_set(stsync, emulator) -> None:
     from worker.sync.runner import execute_run
 
     pid = first_project(stsync)
@@ -245,7 +245,7 @@ def test_the_same_project_synced_by_two_workers_at_once_makes_one_set(stsync, em
         assert len(s.scalars(select(SyncRun)).all()) == 2
 
 
-def test_two_dispatchers_at_once_make_one_run_per_due_schedule(stsync, emulator) -> None:  # noqa: ANN001
+def test_two_dispatchers_at_once_make_one_run_per_due_schedule(stsync, emulator) -> None:
     from datetime import timedelta
 
     from worker.dispatch import dispatch_due
@@ -279,7 +279,7 @@ def test_two_dispatchers_at_once_make_one_run_per_due_schedule(stsync, emulator)
 # ------------------------------------------------------------------------------------------ secrets
 
 
-def test_a_command_with_secrets_in_its_arguments_and_an_error_path_logs_none(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_command_with_secrets_in_its_arguments_and_an_error_path_logs_none(stsync, emulator) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     from worker.logging import configure_logging
@@ -309,7 +309,7 @@ def test_a_command_with_secrets_in_its_arguments_and_an_error_path_logs_none(sts
         assert secret not in everything
 
 
-def test_rerun_writes_nothing_even_with_transient_faults(stsync, emulator) -> None:  # noqa: ANN001
+def test_rerun_writes_nothing_even_with_transient_faults(stsync, emulator) -> None:
     pid = first_project(stsync)
     stsync.sync(pid, START, END)
     emulator.admin.add_faults({"service": "any", "kind": "503", "probability": 0.2, "retry_after": 1, "seed": 4},
@@ -323,7 +323,7 @@ def test_rerun_writes_nothing_even_with_transient_faults(stsync, emulator) -> No
         assert s.scalars(select(LedgerEntry).where(LedgerEntry.status == LedgerStatus.pending)).all() == []
 
 
-def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync) -> None:  # noqa: ANN001
+def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync) -> None:
     from worker.models import Technician
     from worker.store.technicians import store_technicians
     from worker.sync.context import ResolvedTechnician
@@ -353,7 +353,7 @@ def test_two_runs_storing_the_same_new_technicians_at_once_do_not_collide(stsync
         assert len(s.scalars(select(Technician).where(Technician.st_user_id >= 9_000_000_000_000_000)).all()) == 50
 
 
-def test_one_bad_upstream_record_never_fails_a_run(stsync, emulator) -> None:  # noqa: ANN001
+def test_one_bad_upstream_record_never_fails_a_run(stsync, emulator) -> None:
     """A technician named with a NUL byte and 400 characters, a Procore person with a null id and one with text
     for an id: cleaned, cut or passed over with a warning; the run posts."""
     from worker.models import Technician

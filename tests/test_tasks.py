@@ -13,7 +13,7 @@ from worker.models import SyncRun
 from .helpers import assert_exactly_once, first_project
 
 
-def test_sync_payroll_period_task_syncs_exactly_that_period(stsync, emulator) -> None:  # noqa: ANN001
+def test_sync_payroll_period_task_syncs_exactly_that_period(stsync, emulator) -> None:
     from tasks.sync import sync_payroll_period
 
     pid = first_project(stsync)
@@ -32,7 +32,7 @@ def test_sync_payroll_period_task_syncs_exactly_that_period(stsync, emulator) ->
     assert wrong and "period_start 2026-03-03 is not the first day of a biweekly payroll period" in wrong
 
 
-def test_dispatcher_requeues_due_deferred_runs_and_recovers_stranded_ones(stsync, emulator) -> None:  # noqa: ANN001
+def test_dispatcher_requeues_due_deferred_runs_and_recovers_stranded_ones(stsync, emulator) -> None:
     from schedules.periods import Period
     from worker.dispatch import dispatch_due
     from worker.models import ProjectLink

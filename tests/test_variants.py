@@ -20,14 +20,14 @@ from .helpers import END, START, first_project, ledger, live_entries, source_key
 MATRIX: dict[str, dict[str, int]] = {}
 
 
-def _expected(stsync, pid: int) -> set[str]:  # noqa: ANN001
+def _expected(stsync, pid: int) -> set[str]:
     """The entries a sync of the window must leave in Procore, from a dry run under the default reading."""
     preview = stsync.sync(pid, START, END, "--dry-run", ok=False)["report"]["preview"]
     return {row["source_key"] for row in preview
             if row["action"] == "create" and START.isoformat() <= row["date"] <= END.isoformat()}
 
 
-def _record(variant: str, expected: set[str], emulator, pid: int) -> dict[str, int]:  # noqa: ANN001
+def _record(variant: str, expected: set[str], emulator, pid: int) -> dict[str, int]:
     keys = Counter(source_key_of(e) for e in live_entries(emulator, pid))
     counts = {
         "expected": len(expected),
@@ -50,7 +50,7 @@ def _write_matrix() -> Any:
         out.write_text(json.dumps(MATRIX, indent=2, sort_keys=True))
 
 
-def test_partial_commit_adopts_what_procore_kept_and_refuses_only_the_bad_entry(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_partial_commit_adopts_what_procore_kept_and_refuses_only_the_bad_entry(stsync, emulator, monkeypatch) -> None:
     from worker.clients.procore import ProcoreClient
 
     pid = first_project(stsync)
@@ -58,7 +58,7 @@ def test_partial_commit_adopts_what_procore_kept_and_refuses_only_the_bad_entry(
     emulator.admin.set_variants(procore=["partial_commit"])
     original, bad = ProcoreClient.bulk_create_entries, []
 
-    def one_bad(self, entries):  # noqa: ANN001
+    def one_bad(self, entries):
         if not bad and len(entries) > 10:
             entries = [dict(e) for e in entries]
             entries[7]["cost_code_id"] = stsync.h["non_labor_cost_codes"][str(pid)][0]["cost_code_id"]
@@ -74,7 +74,7 @@ def test_partial_commit_adopts_what_procore_kept_and_refuses_only_the_bad_entry(
     assert failed.source_key == bad[0] and failed.reason == "procore_rejected"
 
 
-def test_bulk_forbidden_posts_through_the_single_route_exactly_once(stsync, emulator) -> None:  # noqa: ANN001
+def test_bulk_forbidden_posts_through_the_single_route_exactly_once(stsync, emulator) -> None:
     pid = first_project(stsync)
     expected = _expected(stsync, pid)
     emulator.admin.set_variants(procore=["bulk_forbidden"])
@@ -84,7 +84,7 @@ def test_bulk_forbidden_posts_through_the_single_route_exactly_once(stsync, emul
     assert (counts["duplicates"], counts["missing"], counts["failed"]) == (0, 0, 0)
 
 
-def test_a_500_after_commit_is_looked_up_not_resent(stsync, emulator) -> None:  # noqa: ANN001
+def test_a_500_after_commit_is_looked_up_not_resent(stsync, emulator) -> None:
     pid = first_project(stsync)
     expected = _expected(stsync, pid)
     emulator.admin.set_variants(procore=["bulk_500_after_commit"])
@@ -94,7 +94,7 @@ def test_a_500_after_commit_is_looked_up_not_resent(stsync, emulator) -> None:  
     assert counts["posted"] == len(expected)
 
 
-def test_hours_procore_truncated_are_failed_with_both_values_never_posted(stsync, emulator) -> None:  # noqa: ANN001
+def test_hours_procore_truncated_are_failed_with_both_values_never_posted(stsync, emulator) -> None:
     pid = first_project(stsync)
     expected = _expected(stsync, pid)
     emulator.admin.set_variants(procore=["integer_hours"])
@@ -111,7 +111,7 @@ def test_hours_procore_truncated_are_failed_with_both_values_never_posted(stsync
     assert "still failed" in again["message"] and again["report"]["procore_writes"] == 0
 
 
-def test_answers_without_approval_status_are_read_back(stsync, emulator) -> None:  # noqa: ANN001
+def test_answers_without_approval_status_are_read_back(stsync, emulator) -> None:
     pid = first_project(stsync)
     expected = _expected(stsync, pid)
     emulator.admin.set_variants(procore=["no_approval_status"])
@@ -121,7 +121,7 @@ def test_answers_without_approval_status_are_read_back(stsync, emulator) -> None
     assert (counts["duplicates"], counts["missing"], counts["failed"]) == (0, 0, 0)
 
 
-def test_an_entry_locked_with_a_403_in_other_words_needs_review(stsync, emulator, monkeypatch) -> None:  # noqa: ANN001
+def test_an_entry_locked_with_a_403_in_other_words_needs_review(stsync, emulator, monkeypatch) -> None:
     from worker.sync.posting import Poster
 
     pid = first_project(stsync)
@@ -145,7 +145,7 @@ def test_an_entry_locked_with_a_403_in_other_words_needs_review(stsync, emulator
     assert (counts["duplicates"], counts["missing"]) == (0, 0)
 
 
-def test_servicetrade_identity_without_its_envelope_still_connects_and_syncs(stsync, emulator) -> None:  # noqa: ANN001
+def test_servicetrade_identity_without_its_envelope_still_connects_and_syncs(stsync, emulator) -> None:
     emulator.admin.set_variants(servicetrade=["userinfo_bare"])
     stsync.connect()
     pid = first_project(stsync)
@@ -157,7 +157,7 @@ def test_servicetrade_identity_without_its_envelope_still_connects_and_syncs(sts
     assert (counts["duplicates"], counts["missing"], counts["failed"]) == (0, 0, 0)
 
 
-def test_loose_paging_without_total_pages_reads_every_event(stsync, emulator) -> None:  # noqa: ANN001
+def test_loose_paging_without_total_pages_reads_every_event(stsync, emulator) -> None:
     pid = first_project(stsync)
     expected = _expected(stsync, pid)
     emulator.admin.set_variants(servicetrade=["paging_loose"])
