@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -191,3 +192,32 @@ def test_the_secret_in_a_hook_url_never_reaches_an_error_message(stub: Stub) -> 
     with pytest.raises(ValidationFailed) as info:
         session_client(stub).create_webhook(url, {"clockevent": EVENTS})
     assert "tok-very-secret-123" not in str(info.value) and "[REDACTED]" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ pages side by side
+
+
+def pages_of(answers: dict[int, tuple[list[int], int | None]], asked: list[int]
+             ) -> Callable[[int], tuple[list[dict[str, Any]], int | None]]:
+    """A page reader answering from a script: page -> (event ids, the totalPages it says)."""
+
+    def read(page: int) -> tuple[list[dict[str, Any]], int | None]:
+        asked.append(page)
+        ids, total = answers[page]
+        return [event(n) for n in ids], total
+
+    return read
+
+
+def test_a_list_that_grows_while_read_side_by_side_is_read_to_its_new_end() -> None:
+    asked: list[int] = []
+    read = pages_of({2: ([3, 4], 3), 3: ([5], 3)}, asked)  # page 1 said 2 pages; page 2 says 3
+    got = [e["id"] for e in ServiceTradeClient._pages_side_by_side(read, 2)]
+    assert got == [3, 4, 5] and sorted(asked) == [2, 3]
+
+
+def test_a_list_that_shrinks_while_read_side_by_side_ends_where_its_pages_say() -> None:
+    asked: list[int] = []
+    read = pages_of({2: ([3], 2), 3: ([], 2), 4: ([], 2), 5: ([], 2)}, asked)  # page 1 said 5; page 2 says 2
+    got = [e["id"] for e in ServiceTradeClient._pages_side_by_side(read, 5)]
+    assert got == [3] and 2 in asked and max(asked) <= 5
