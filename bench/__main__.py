@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profile.name,
         "scenarios": runner.results,
         "memory_series": runner.memory,
+        "console": runner.console,
         "ratios": r,
         "targets": [t.as_dict() for t in targets(runner.results, runner.memory, r)],
         "notes": runner.notes,

@@ -208,6 +208,11 @@ def render(results: dict[str, Any], markdown: bool = False) -> str:
     if results["memory_series"]:
         parts.append(table(memory_rows(results["memory_series"]), MEMORY_HEADER))
     parts.append(table(target_rows(ts), TARGET_HEADER))
+    page = results.get("console")
+    if page:
+        parts.append(f"console clock events page ({page['events']:,} events in the window): median "
+                     f"{page['median_ms']:.0f} ms over {page['requests']} requests (fastest {page['min_ms']:.0f}, "
+                     f"slowest {page['max_ms']:.0f}); the service call alone {page['service_median_ms']:.0f} ms")
     return "\n\n".join(parts)
 
 

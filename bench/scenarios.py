@@ -32,7 +32,7 @@ DEPLOYED_WORKERS = 2
 # that way stops before writing anything more, and is timed again (noted in results.json).
 KILLED_FROM_OUTSIDE = "lock connection failed (AdminShutdown)"
 SCENARIO_NAMES = ("payroll_0ms", "payroll_25ms", "payroll_150ms", "rerun", "incremental_history",
-                  "incremental_month", "incremental_empty", "rate_limited", "memory")
+                  "incremental_month", "incremental_empty", "rate_limited", "memory", "console")
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,7 @@ class Scenarios:
         self.results: dict[str, dict[str, Any]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.memory: list[dict[str, Any]] = []
+        self.console: dict[str, Any] | None = None
 
     def wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -142,6 +143,8 @@ class Scenarios:
             steps.append(("rate_limited", self.rate_limited))
         if self.wanted("memory"):
             steps.append(("memory", self.memory_series))
+        if self.wanted("console"):
+            steps.append(("console", self.console_page))
         for name, step in steps:
             started = time.monotonic()
             step()
@@ -361,6 +364,16 @@ class Scenarios:
         self.memory.sort(key=lambda point: point["intervals"])
         wanted = set(self.p.memory_technicians)
         self.memory = [point for point in self.memory if point["technicians"] in wanted]
+
+    # -- the console's clock events page (bench/console.py) ----------------------------------------------------
+    def console_page(self) -> None:
+        """Server time of the console's clock events page with ~2,000 events in the window (issue #14)."""
+        from bench.console import clock_events_page  # it imports this module's shapes
+
+        self.console = clock_events_page(self.hx)
+        self.hx.log(f"  console clock events page: {self.console['events']} events, median "
+                    f"{self.console['median_ms']:.0f} ms over {self.console['requests']} requests "
+                    f"(the service call alone {self.console['service_median_ms']:.0f} ms)")
 
     def _memory_point(self, shape: Shape, runs: list[Measure]) -> dict[str, Any]:
         chosen = median_of(runs)

@@ -22,7 +22,7 @@ FIELDS = {"wall_s", "entries", "procore_calls", "procore_write_calls", "servicet
 def test_bench_runs_every_scenario_end_to_end_in_tiny_mode(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--quiet", "--only", ",".join([*SCENARIOS, "memory"]),
+        [sys.executable, "-m", "bench", "--tiny", "--quiet", "--only", ",".join([*SCENARIOS, "memory", "console"]),
          "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         # The test suite's Redis database, not the benchmark's: a `make bench` may be running beside the tests.
@@ -62,6 +62,9 @@ def test_bench_runs_every_scenario_end_to_end_in_tiny_mode(tmp_path: Path) -> No
         limited = results["scenarios"]["rate_limited"][pacing]
         assert limited["workers"] == 2 and limited["entries_per_hour"] > 0
         assert limited["entries"] == results["scenarios"]["rate_limited"]["stsync"]["entries"]
+
+    page = results["console"]  # bench/console.py, hooked in as the `console` scenario
+    assert page["events"] > 0 and page["rows"] > 0 and page["median_ms"] > 0
 
     assert results["memory_series"] and all(p["intervals"] > 0 and p["peak_rss_mb"] > 0
                                             for p in results["memory_series"])
