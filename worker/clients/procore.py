@@ -150,6 +150,7 @@ class ProcoreClient:
         self.api.add_secrets(client_secret)
         self.login_api.add_secrets(client_secret)
         self._auth = Auth(self._auth_headers, self._renew)
+        self._refused: NeedsReauthorization | None = None
 
     # ------------------------------------------------------------------ tokens (P-2)
 
@@ -172,12 +173,19 @@ class ProcoreClient:
         self._refresh(rejected=rejected.get("Authorization", "").removeprefix("Bearer "))
 
     def _refresh(self, rejected: str | None) -> None:
-        """New tokens, unless another worker renewed them while we waited for the lock: then theirs."""
+        """New tokens, unless another worker renewed them while we waited for the lock: then theirs. Once a grant
+        says the connection must be authorised again, this client's other threads say so too without asking."""
         with self.token_store.locked() as current:
+            if self._refused is not None:  # another thread of this client was refused while this one waited
+                raise self._refused
             if current is not None and current.fresh(self._now()) and current.access_token != rejected:
                 self._tokens = current
                 return
-            tokens = self._grant(current.refresh_token if current is not None else None)
+            try:
+                tokens = self._grant(current.refresh_token if current is not None else None)
+            except NeedsReauthorization as refused:
+                self._refused = refused
+                raise
             # Saved before use: a rotated refresh token that is only in memory dies with this process.
             self.token_store.save(tokens)
             self._tokens = tokens

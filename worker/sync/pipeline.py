@@ -27,7 +27,7 @@ from worker.store import sync_runs as run_store
 from worker.store.ledger import LedgerRow
 from worker.store.technicians import store_technicians
 from worker.sync.apply import Applier, Decisions, count_decisions, decide
-from worker.sync.context import fetch_technicians, load_project_context
+from worker.sync.context import fetch_technicians, load_project_context, side_by_side
 from worker.sync.plan import PlannedRow, ProjectContext, plan_rows
 from worker.sync.posting import BULK_CHUNK, Poster
 from worker.sync.reading import read_events
@@ -92,11 +92,12 @@ def run_sync(
             link = snapshot(s, link_id)
 
         # Step 2: what the run needs from Procore and ServiceTrade, read once.
-        ctx, project, codes = load_project_context(
-            procore, link.project_id, split_mode=link.split_mode, job_number=link.job_number,
-            company_max_age_s=get_settings().procore_company_cache_s,
+        (ctx, project, codes), technicians = side_by_side(
+            lambda: load_project_context(procore, link.project_id, split_mode=link.split_mode,
+                                         job_number=link.job_number,
+                                         company_max_age_s=get_settings().procore_company_cache_s),
+            lambda: fetch_technicians(st, procore),
         )
-        technicians = fetch_technicians(st, procore)
         labels = {cid: cost_code_label(c) for cid, c in codes.usable.items()}
         labels.update({cid: cost_code_label(c) for cid, (c, _why) in codes.unusable.items()})
         report = RunReport(project_id=link.project_id, project_name=str(project.get("name") or link.project_id),
