@@ -332,3 +332,10 @@ def test_who_gets_the_digest_and_when_is_set_and_checked(stsync) -> None:
         set_digest(at="7pm")
     with pytest.raises(InvalidArgument, match="not a known zone"):
         set_digest(time_zone="Mars/Olympus")
+
+
+def test_the_digest_recipients_are_set_from_the_command_line(stsync) -> None:
+    out = stsync("digest-settings", "--to", "payroll@example.com", "--at", "06:45").output
+    assert "goes to payroll@example.com at 06:45" in out
+    refused = stsync("digest-settings", "--to", "not an address", ok=False)
+    assert refused.exit_code == 1 and "is not an email address" in refused.output

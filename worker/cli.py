@@ -952,6 +952,22 @@ def digest(print_it: bool, send: bool, recipients: tuple[str, ...], company_id: 
     say(f"digest of {sent.company_name} for {sent.day} sent to {', '.join(sent.recipients)}")
 
 
+@cli.command("digest-settings")
+@click.option("--to", "recipients", default=None, help="who gets the daily digest: comma-separated addresses")
+@click.option("--at", "at_time", default=None, metavar="HH:MM", help="local time it goes out (default 07:00)")
+@click.option("--zone", default=None, help="its time zone, e.g. America/Denver (default: most projects' zone)")
+@click.option("--company-id", type=ID, default=None, help="the Procore company, when several are connected")
+@handled
+def digest_settings(recipients: str | None, at_time: str | None, zone: str | None, company_id: int | None) -> None:
+    """Who gets a company's daily digest, and when; shows them when nothing is given."""
+    from worker.service import digest as digest_service
+
+    saved = digest_service.set_digest(recipients, at=at_time, time_zone=zone, company_id=company_id)
+    to = ", ".join(saved.recipients) or "nobody yet (give --to)"
+    say(f"the daily digest of {saved.company_name} goes to {to} at {saved.local_time}"
+        + (f" ({saved.time_zone})" if saved.time_zone else " (the zone most of its projects use)"))
+
+
 @cli.group()
 def webhooks() -> None:
     """Changes pushed by ServiceTrade and Procore to the console, so syncs start within a minute."""
