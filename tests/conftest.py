@@ -163,6 +163,15 @@ def world(emulator) -> dict:
 
 
 @pytest.fixture
+def h(emulator) -> dict:
+    """The default world (seed 1) loaded afresh, config, faults and request counts reset; its handles."""
+    from .helpers import WORLD
+
+    emulator.admin.reset(WORLD)
+    return WORLD["handles"]
+
+
+@pytest.fixture
 def stsync(world, emulator, db_url, redis_url, monkeypatch):
     """`stsync` against the emulators and a clean PostgreSQL database, already connected to both APIs."""
     from .stsync_env import Stsync, point_at_emulator

@@ -21,47 +21,33 @@ from emulators.world import main as world_main
 from tests.helpers import WORLD, bulk_url, procore_session, st_job, st_login, st_pages
 from tests.helpers import emulator_entry as entry
 
-
-@pytest.fixture(scope="module")
-def emu():
-    with EmulatorProcess() as proc:
-        yield proc
-
-
-@pytest.fixture
-def h(emu) -> dict:
-    """A fresh default world (also resets config, faults and request counts); returns its handles."""
-    emu.admin.reset(WORLD)
-    return WORLD["handles"]
-
-
 # ---------------------------------------------------------------------------------------------- ServiceTrade
 
-def test_st_session_login_401_with_empty_body_and_relogin(emu, h):
+def test_st_session_login_401_with_empty_body_and_relogin(emulator, h):
     s = requests.Session()
-    bad = s.post(f"{emu.st_url}/auth", json={"username": h["st_username"], "password": "wrong"})
+    bad = s.post(f"{emulator.st_url}/auth", json={"username": h["st_username"], "password": "wrong"})
     assert bad.status_code == 403
     assert bad.json() == {"messages": {"error": ["Invalid credentials provided"]}}
-    r = s.post(f"{emu.st_url}/auth", json={"username": h["st_username"], "password": h["st_password"]})
+    r = s.post(f"{emulator.st_url}/auth", json={"username": h["st_username"], "password": h["st_password"]})
     data = r.json()["data"]
     assert len(data["authToken"]) == 26 and r.cookies["PHPSESSID"] == data["authToken"]
     assert data["user"]["company"]["id"] == h["st_vendor_company_id"]
     assert r.headers["x-request-id"]
-    assert s.get(f"{emu.st_url}/user", params={"isTech": "true"}).status_code == 200
+    assert s.get(f"{emulator.st_url}/user", params={"isTech": "true"}).status_code == 200
 
-    assert emu.admin.expire_sessions() >= 1
-    dead = s.get(f"{emu.st_url}/user")
+    assert emulator.admin.expire_sessions() >= 1
+    dead = s.get(f"{emulator.st_url}/user")
     assert dead.status_code == 401 and dead.content == b"" and dead.headers["x-request-id"]
-    info = s.get(f"{emu.st_url}/auth")
+    info = s.get(f"{emulator.st_url}/auth")
     assert info.status_code == 404
     assert info.json()["messages"]["error"] == ["No active session found for given auth token"]
-    st_login(emu, h)  # a new login works at once
-    assert requests.get(f"{emu.st_url}/clock").status_code == 401  # no session at all
-    assert s.delete(f"{emu.st_url}/auth").status_code == 204
+    st_login(emulator, h)  # a new login works at once
+    assert requests.get(f"{emulator.st_url}/clock").status_code == 401  # no session at all
+    assert s.delete(f"{emulator.st_url}/auth").status_code == 204
 
 
-def test_st_oauth_tokens_rotate_and_userinfo_names_the_vendor(emu, h):
-    url = f"{emu.st_url}/oauth2/token"
+def test_st_oauth_tokens_rotate_and_userinfo_names_the_vendor(emulator, h):
+    url = f"{emulator.st_url}/oauth2/token"
     bad = requests.post(url, data={"grant_type": "client_credentials", "client_id": h["st_client_id"],
                                    "client_secret": "nope"})
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
@@ -71,7 +57,7 @@ def test_st_oauth_tokens_rotate_and_userinfo_names_the_vendor(emu, h):
     assert tok["token_type"] == "Bearer" and tok["expires_in"] == 86400
     assert claims["exp"] == pytest.approx(time.time() + 86400, abs=5)
     bearer = {"Authorization": f"Bearer {tok['access_token']}"}
-    info = requests.get(f"{emu.st_url}/oauth2/userinfo", headers=bearer).json()["data"]
+    info = requests.get(f"{emulator.st_url}/oauth2/userinfo", headers=bearer).json()["data"]
     assert info["company"]["id"] == h["st_vendor_company_id"]
 
     new = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"],
@@ -80,32 +66,32 @@ def test_st_oauth_tokens_rotate_and_userinfo_names_the_vendor(emu, h):
     again = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"],
                                      "client_id": h["st_client_id"]})
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    assert requests.post(f"{emu.st_url}/oauth2/revoke", data={"token": new["access_token"]}).status_code == 200
-    revoked = requests.get(f"{emu.st_url}/user", headers={"Authorization": f"Bearer {new['access_token']}"})
+    assert requests.post(f"{emulator.st_url}/oauth2/revoke", data={"token": new["access_token"]}).status_code == 200
+    revoked = requests.get(f"{emulator.st_url}/user", headers={"Authorization": f"Bearer {new['access_token']}"})
     assert revoked.status_code == 401 and revoked.content == b""
 
 
-def test_st_page_size_cap_returns_fewer_items_than_limit(emu, h):
-    s = st_login(emu, h)
-    job = st_job(emu, s, h)
-    expected = [e["id"] for e in emu.admin.st_state()["clock_events"] if e["job"]["id"] == job["id"]]
-    emu.admin.config(st_max_page_size=7)
-    first = s.get(f"{emu.st_url}/clock", params={"jobId": job["id"], "limit": 50}).json()["data"]
+def test_st_page_size_cap_returns_fewer_items_than_limit(emulator, h):
+    s = st_login(emulator, h)
+    job = st_job(emulator, s, h)
+    expected = [e["id"] for e in emulator.admin.st_state()["clock_events"] if e["job"]["id"] == job["id"]]
+    emulator.admin.config(st_max_page_size=7)
+    first = s.get(f"{emulator.st_url}/clock", params={"jobId": job["id"], "limit": 50}).json()["data"]
     assert len(first["events"]) == 7 and first["page"] == 1
     assert first["totalPages"] == math.ceil(len(expected) / 7)
-    events = st_pages(s, f"{emu.st_url}/clock", "events", jobId=job["id"], limit=50)
+    events = st_pages(s, f"{emulator.st_url}/clock", "events", jobId=job["id"], limit=50)
     assert [e["id"] for e in events] == expected
     assert [(e["eventTime"], e["id"]) for e in events] == sorted((e["eventTime"], e["id"]) for e in events)
-    empty = s.get(f"{emu.st_url}/clock", params={"jobId": job["id"], "startTime": 1, "endTime": 2}).json()["data"]
+    empty = s.get(f"{emulator.st_url}/clock", params={"jobId": job["id"], "startTime": 1, "endTime": 2}).json()["data"]
     assert empty == {"totalPages": 1, "page": 1, "events": []}
-    bad = s.get(f"{emu.st_url}/clock", params={"jobId": "abc"})
+    bad = s.get(f"{emulator.st_url}/clock", params={"jobId": "abc"})
     assert bad.status_code == 400 and "jobId" in bad.json()["messages"]["validation"]
 
 
-def test_st_clock_filters_edits_and_deletes(emu, h):
-    s = st_login(emu, h)
-    job = st_job(emu, s, h)
-    url = f"{emu.st_url}/clock"
+def test_st_clock_filters_edits_and_deletes(emulator, h):
+    s = st_login(emulator, h)
+    job = st_job(emulator, s, h)
+    url = f"{emulator.st_url}/clock"
     all_events = st_pages(s, url, "events", jobId=job["id"], limit=1000)
     event = all_events[len(all_events) // 2]
     assert set(event) == {"id", "eventTime", "eventType", "activity", "source", "user", "job", "appointment",
@@ -121,67 +107,67 @@ def test_st_clock_filters_edits_and_deletes(emu, h):
     two = st_pages(s, url, "events", jobId=job["id"], userIds=f"{tech_a},{tech_b}", limit=1000)
     assert {e["user"]["id"] for e in two} == {tech_a, tech_b}
 
-    edited = emu.admin.edit_clock_event(event["id"], eventTime=event["eventTime"] + 120)
+    edited = emulator.admin.edit_clock_event(event["id"], eventTime=event["eventTime"] + 120)
     assert edited["eventTime"] == event["eventTime"] + 120 and edited["updated"] > event["updated"]
     changed = s.get(url, params={"jobId": job["id"], "updatedAfter": edited["updated"]}).json()["data"]["events"]
     assert [e["id"] for e in changed] == [event["id"]]
-    emu.admin.delete_clock_event(event["id"])
+    emulator.admin.delete_clock_event(event["id"])
     remaining = st_pages(s, url, "events", jobId=job["id"], limit=1000)
     assert len(remaining) == len(all_events) - 1 and event["id"] not in {e["id"] for e in remaining}
-    added = emu.admin.add_clock_events([{"job_id": job["id"], "user_id": tech_a, "activity": "onsite",
+    added = emulator.admin.add_clock_events([{"job_id": job["id"], "user_id": tech_a, "activity": "onsite",
                                          "eventType": "clockIn", "eventTime": 1_780_000_000}])
     assert s.get(url, params={"jobId": job["id"], "startTime": 1_780_000_000}).json()["data"]["events"] == added
 
 
-def test_st_job_gets_the_projects_plan_and_external_ids_are_unique(emu, h):
-    s = st_login(emu, h)
+def test_st_job_gets_the_projects_plan_and_external_ids_are_unique(emulator, h):
+    s = st_login(emulator, h)
     plan = WORLD["servicetrade"]["clock_event_plans"][str(h["project_ids"][0])]
-    job = st_job(emu, s, h)
+    job = st_job(emulator, s, h)
     assert job["status"] == "new" and isinstance(job["number"], int)
     assert 10**15 <= job["id"] < 2**53
-    events = st_pages(s, f"{emu.st_url}/clock", "events", jobId=job["id"], limit=1000)
+    events = st_pages(s, f"{emulator.st_url}/clock", "events", jobId=job["id"], limit=1000)
     assert len(events) == len(plan)
     assert Counter((e["user"]["id"], e["eventTime"]) for e in events) == Counter(
         (p["user_id"], p["eventTime"]) for p in plan)
 
     location_id = job["location"]["id"]
-    dup = s.post(f"{emu.st_url}/job", json={"locationId": location_id, "vendorId": h["st_vendor_company_id"],
+    dup = s.post(f"{emulator.st_url}/job", json={"locationId": location_id, "vendorId": h["st_vendor_company_id"],
                                             "type": "repair", "externalIds": {"procore": str(h["project_ids"][0])}})
     assert dup.status_code == 400 and "externalIds" in dup.json()["messages"]["validation"]
-    bad_type = s.post(f"{emu.st_url}/job", json={"locationId": location_id, "vendorId": h["st_vendor_company_id"],
+    bad_type = s.post(f"{emulator.st_url}/job", json={"locationId": location_id, "vendorId": h["st_vendor_company_id"],
                                                  "type": "lunch"})
     assert bad_type.status_code == 400 and bad_type.json()["data"] is None
     assert "type" in bad_type.json()["messages"]["validation"]
 
-    default_list = s.get(f"{emu.st_url}/job", params={"locationId": location_id}).json()["data"]["jobs"]
+    default_list = s.get(f"{emulator.st_url}/job", params={"locationId": location_id}).json()["data"]["jobs"]
     assert default_list == []  # ServiceTrade lists only scheduled jobs unless asked
-    jobs = s.get(f"{emu.st_url}/job", params={"locationId": location_id, "status": "all"}).json()["data"]["jobs"]
+    jobs = s.get(f"{emulator.st_url}/job", params={"locationId": location_id, "status": "all"}).json()["data"]["jobs"]
     assert [j["externalIds"] for j in jobs] == [{"procore": str(h["project_ids"][0])}]
-    found = s.get(f"{emu.st_url}/company", params={"name": "summit"}).json()["data"]["companies"]
+    found = s.get(f"{emulator.st_url}/company", params={"name": "summit"}).json()["data"]["companies"]
     assert [c["externalIds"]["procore"] for c in found] == [str(h["project_ids"][0])]
 
-    summary = s.get(f"{emu.st_url}/job/{job['id']}/clockevent").json()["data"]
+    summary = s.get(f"{emulator.st_url}/job/{job['id']}/clockevent").json()["data"]
     onsite = [p for p in summary["pairedEvents"] if p["start"]["activity"] == "onsite"]
     assert summary["activityTime"]["onsite"] == sum(p["elapsedTime"] for p in onsite) > 0
-    assert s.get(f"{emu.st_url}/job/123").status_code == 404
+    assert s.get(f"{emulator.st_url}/job/123").status_code == 404
 
 
-def test_st_users_carry_employee_ids(emu, h):
-    s = st_login(emu, h)
-    techs = st_pages(s, f"{emu.st_url}/user", "users", isTech="true")
+def test_st_users_carry_employee_ids(emulator, h):
+    s = st_login(emulator, h)
+    techs = st_pages(s, f"{emulator.st_url}/user", "users", isTech="true")
     assert {u["id"] for u in techs} == {t["st_user_id"] for t in h["technicians"]}
     assert set(techs[0]) == {"id", "firstName", "lastName", "name", "email", "status", "timezone", "externalIds"}
     tech = h["technicians"][1]
-    emu.admin.patch_user(tech["st_user_id"], externalIds={"procore": "E-1234"})
-    user = s.get(f"{emu.st_url}/user/{tech['st_user_id']}").json()["data"]
+    emulator.admin.patch_user(tech["st_user_id"], externalIds={"procore": "E-1234"})
+    user = s.get(f"{emulator.st_url}/user/{tech['st_user_id']}").json()["data"]
     assert user["externalIds"] == {"procore": "E-1234"}
 
 
 # ---------------------------------------------------------------------------------------------- Procore
 
-def test_procore_refresh_token_rotates_and_the_old_one_dies(emu, h):
-    url = f"{emu.procore_url}/oauth/token"
-    emu.admin.config(procore_token_ttl_s=120)
+def test_procore_refresh_token_rotates_and_the_old_one_dies(emulator, h):
+    url = f"{emulator.procore_url}/oauth/token"
+    emulator.admin.config(procore_token_ttl_s=120)
     basic = {"Authorization": "Basic " + base64.b64encode(
         f"{h['procore_client_id']}:{h['procore_client_secret']}".encode()).decode()}
     first = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": h["procore_refresh_token"]},
@@ -205,15 +191,15 @@ def test_procore_refresh_token_rotates_and_the_old_one_dies(emu, h):
 REDIRECT_URI = "http://127.0.0.1:5000/connections/procore/callback"
 
 
-def authorize(emu, h, decision: str = "approve", state: str = "st-42", **params) -> requests.Response:
+def authorize(emulator, h, decision: str = "approve", state: str = "st-42", **params) -> requests.Response:
     """A person opens the authorize page and presses a button: the form POST, redirect not followed."""
     query = {"response_type": "code", "client_id": h["procore_client_id"], "redirect_uri": REDIRECT_URI,
              "state": state, **params}
-    page = requests.get(f"{emu.procore_url}/oauth/authorize", params=query)
+    page = requests.get(f"{emulator.procore_url}/oauth/authorize", params=query)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "stsync" in page.text and 'value="approve">Approve</button>' in page.text
     assert '<form method="post" action="/oauth/authorize">' in page.text
-    return requests.post(f"{emu.procore_url}/oauth/authorize", data={**query, "decision": decision},
+    return requests.post(f"{emulator.procore_url}/oauth/authorize", data={**query, "decision": decision},
                          allow_redirects=False)
 
 
@@ -224,79 +210,79 @@ def redirect_params(resp: requests.Response) -> dict[str, str]:
     return dict(parse_qsl(location.query))
 
 
-def redeem(emu, h, code: str, redirect_uri: str = REDIRECT_URI) -> requests.Response:
-    return requests.post(f"{emu.procore_url}/oauth/token", data={
+def redeem(emulator, h, code: str, redirect_uri: str = REDIRECT_URI) -> requests.Response:
+    return requests.post(f"{emulator.procore_url}/oauth/token", data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
         "client_id": h["procore_client_id"], "client_secret": h["procore_client_secret"]})
 
 
-def test_procore_authorization_code_grant_gives_tokens_that_work_and_rotate(emu, h):
-    back = redirect_params(authorize(emu, h, state="a b&c"))
+def test_procore_authorization_code_grant_gives_tokens_that_work_and_rotate(emulator, h):
+    back = redirect_params(authorize(emulator, h, state="a b&c"))
     assert back["state"] == "a b&c" and len(back["code"]) >= 32
-    tokens = redeem(emu, h, back["code"])
+    tokens = redeem(emulator, h, back["code"])
     assert tokens.status_code == 200, tokens.text
     body = tokens.json()
     assert body["expires_in"] == 5400 and body["token_type"] == "bearer" and body["refresh_token"]
-    projects = requests.get(f"{emu.procore_url}/rest/v1.0/projects", headers={
+    projects = requests.get(f"{emulator.procore_url}/rest/v1.0/projects", headers={
         "Authorization": f"Bearer {body['access_token']}", "Procore-Company-Id": str(h["procore_company_id"])})
     assert projects.status_code == 200 and len(projects.json()) == len(h["project_ids"])
-    refreshed = requests.post(f"{emu.procore_url}/oauth/token", data={
+    refreshed = requests.post(f"{emulator.procore_url}/oauth/token", data={
         "grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": h["procore_client_id"],
         "client_secret": h["procore_client_secret"]})
     assert refreshed.status_code == 200 and refreshed.json()["refresh_token"] != body["refresh_token"]
 
 
-def test_authorization_codes_are_single_use_short_lived_and_bound_to_the_redirect_uri(emu, h):
-    code = redirect_params(authorize(emu, h))["code"]
-    assert redeem(emu, h, code).status_code == 200
-    again = redeem(emu, h, code)
+def test_authorization_codes_are_single_use_short_lived_and_bound_to_the_redirect_uri(emulator, h):
+    code = redirect_params(authorize(emulator, h))["code"]
+    assert redeem(emulator, h, code).status_code == 200
+    again = redeem(emulator, h, code)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
-    elsewhere = redirect_params(authorize(emu, h))["code"]
-    assert redeem(emu, h, elsewhere, redirect_uri="http://127.0.0.1:5000/other").json()["error"] == "invalid_grant"
+    elsewhere = redirect_params(authorize(emulator, h))["code"]
+    assert redeem(emulator, h, elsewhere, redirect_uri="http://127.0.0.1:5000/other").json()["error"] == "invalid_grant"
 
-    emu.admin.config(procore_auth_code_ttl_s=1)
-    late = redirect_params(authorize(emu, h))["code"]
+    emulator.admin.config(procore_auth_code_ttl_s=1)
+    late = redirect_params(authorize(emulator, h))["code"]
     time.sleep(1.1)
-    assert redeem(emu, h, late).json()["error"] == "invalid_grant"
+    assert redeem(emulator, h, late).json()["error"] == "invalid_grant"
 
 
-def test_authorize_deny_unknown_client_and_bad_redirect(emu, h):
-    denied = redirect_params(authorize(emu, h, decision="deny"))
+def test_authorize_deny_unknown_client_and_bad_redirect(emulator, h):
+    denied = redirect_params(authorize(emulator, h, decision="deny"))
     assert denied == {"error": "access_denied", "state": "st-42"}
-    unknown = requests.get(f"{emu.procore_url}/oauth/authorize", params={
+    unknown = requests.get(f"{emulator.procore_url}/oauth/authorize", params={
         "response_type": "code", "client_id": "nobody", "redirect_uri": REDIRECT_URI})
     assert unknown.status_code == 400 and "Unknown application" in unknown.text
-    no_redirect = requests.get(f"{emu.procore_url}/oauth/authorize", params={
+    no_redirect = requests.get(f"{emulator.procore_url}/oauth/authorize", params={
         "response_type": "code", "client_id": h["procore_client_id"], "redirect_uri": "not a url"})
     assert no_redirect.status_code == 400
-    token = requests.post(f"{emu.procore_url}/oauth/authorize", allow_redirects=False, data={
+    token = requests.post(f"{emulator.procore_url}/oauth/authorize", allow_redirects=False, data={
         "response_type": "token", "client_id": h["procore_client_id"], "redirect_uri": REDIRECT_URI})
     assert redirect_params(token) == {"error": "unsupported_response_type"}
 
 
-def test_procore_needs_a_token_and_the_company_header(emu, h):
-    s = procore_session(emu, h)
-    project_url = f"{emu.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
+def test_procore_needs_a_token_and_the_company_header(emulator, h):
+    s = procore_session(emulator, h)
+    project_url = f"{emulator.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
     project = s.get(project_url).json()
     assert project["tz_name"] == "America/New_York"
     assert all(project[k] for k in ("name", "address", "city", "state_code", "zip"))
     missing = s.get(project_url, headers={"Procore-Company-Id": None})
     assert missing.status_code == 400 and missing.json() == {"errors": "Missing Procore-Company-Id header!"}
-    emu.admin.expire_tokens()
+    emulator.admin.expire_tokens()
     expired = s.get(project_url)
     assert expired.status_code == 401 and expired.json() == {"errors": "The access token is invalid"}
-    s = procore_session(emu, h)
-    config = s.get(f"{emu.procore_url}/rest/v1.0/company_configuration").json()
+    s = procore_session(emulator, h)
+    config = s.get(f"{emulator.procore_url}/rest/v1.0/company_configuration").json()
     assert config["projects_timecard_in_out_enabled"] == h["start_stop_project_ids"]
-    emu.admin.patch_company(h["procore_company_id"], rounding_configuration=None)
-    rounding = s.get(f"{emu.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/rounding_configuration")
+    emulator.admin.patch_company(h["procore_company_id"], rounding_configuration=None)
+    rounding = s.get(f"{emulator.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/rounding_configuration")
     assert rounding.status_code == 404
-    assert s.get(f"{emu.procore_url}/rest/v1.0/projects/42").status_code == 404
+    assert s.get(f"{emulator.procore_url}/rest/v1.0/projects/42").status_code == 404
 
 
-def test_bulk_create_is_all_or_nothing_with_index_errors(emu, h):
-    s = procore_session(emu, h)
+def test_bulk_create_is_all_or_nothing_with_index_errors(emulator, h):
+    s = procore_session(emulator, h)
     pid = h["project_ids"][0]
     non_labor = h["non_labor_cost_codes"][str(pid)][0]
     not_employee = next(i for i, t in enumerate(h["technicians"]) if t["expect"] == "not_employee")
@@ -305,67 +291,67 @@ def test_bulk_create_is_all_or_nothing_with_index_errors(emu, h):
            {**entry(h), "party_id": h["non_employee_person_id"], "hours": "25"},
            entry(h, hours=7.25, date="2026-3-2")]
     assert h["technicians"][not_employee]["party_id"] is None
-    r = s.post(bulk_url(emu, h), json={"timecard_entries": bad})
+    r = s.post(bulk_url(emulator, h), json={"timecard_entries": bad})
     assert r.status_code == 422
     errors = {e["index"]: e["errors"] for e in r.json()["errors"]}
     assert set(errors) == {1, 2, 3}
     assert "cost_code_id" in errors[1] and "line_item_type_id" in errors[1]
     assert set(errors[2]) == {"party_id", "hours"} and set(errors[3]) == {"hours", "date"}
-    assert emu.admin.procore_entries() == []
+    assert emulator.admin.procore_entries() == []
 
     start_stop = h["start_stop_project_ids"][0]
     timed = {**entry(h, project_index=1, origin_id=3, origin_data="k3|h"), "hours": None,
              "time_in": "2026-03-02T07:08:00-06:00", "time_out": "2026-03-02T15:38:00-06:00", "lunch_time": "30"}
     good = [entry(h, origin_id=1, origin_data="k1|h"), entry(h, tech=4, hours="8", origin_id=2), timed]
-    created = s.post(bulk_url(emu, h), json={"timecard_entries": good}).json()
+    created = s.post(bulk_url(emulator, h), json={"timecard_entries": good}).json()
     assert [e["origin_id"] for e in created] == [1, 2, 3] and created[0]["origin_data"] == "k1|h"
     assert all(e["approval_status"] == "pending" and e["billable"] is False for e in created)
     assert created[2]["project"]["id"] == start_stop and created[2]["hours"] == "8.0"
     assert (created[2]["time_in"], created[2]["time_out"]) == ("2026-03-02T13:08:00Z", "2026-03-02T21:38:00Z")
-    wrong_mode = s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h, project_index=1)]})
+    wrong_mode = s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h, project_index=1)]})
     assert wrong_mode.status_code == 422 and "hours" in wrong_mode.json()["errors"][0]["errors"]
-    single = s.post(f"{emu.procore_url}/rest/v1.0/projects/{pid}/timecard_entries",
+    single = s.post(f"{emulator.procore_url}/rest/v1.0/projects/{pid}/timecard_entries",
                     json={"timecard_entry": entry(h, day="2026-03-03")})
     assert single.status_code == 201 and single.json()["date"] == "2026-03-03"
 
 
-def test_bulk_over_100_entries_is_400(emu, h):
-    s = procore_session(emu, h)
-    r = s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)] * 101})
+def test_bulk_over_100_entries_is_400(emulator, h):
+    s = procore_session(emulator, h)
+    r = s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h)] * 101})
     assert r.status_code == 400 and "100" in r.json()["errors"]
-    assert emu.admin.procore_entries() == []
+    assert emulator.admin.procore_entries() == []
 
 
-def test_approved_entries_are_locked_and_deleted_ones_are_kept_for_admin(emu, h):
-    s = procore_session(emu, h)
+def test_approved_entries_are_locked_and_deleted_ones_are_kept_for_admin(emulator, h):
+    s = procore_session(emulator, h)
     cid, pid = h["procore_company_id"], h["project_ids"][0]
-    locked, free = s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h), entry(h, tech=4)]}).json()
-    emu.admin.approve_entry(locked["id"])
-    for url in (f"{emu.procore_url}/rest/v1.0/projects/{pid}/timecard_entries/{locked['id']}",
-                f"{emu.procore_url}/rest/v1.0/companies/{cid}/timecard_entries/{locked['id']}"):
+    locked, free = s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h), entry(h, tech=4)]}).json()
+    emulator.admin.approve_entry(locked["id"])
+    for url in (f"{emulator.procore_url}/rest/v1.0/projects/{pid}/timecard_entries/{locked['id']}",
+                f"{emulator.procore_url}/rest/v1.0/companies/{cid}/timecard_entries/{locked['id']}"):
         patch = s.patch(url, json={"timecard_entry": {"hours": "6"}})
         assert patch.status_code == 422
         assert patch.json() == {"errors": "Approved timecard entries cannot be modified"}
         assert s.delete(url).status_code == 422
-    free_url = f"{emu.procore_url}/rest/v1.0/companies/{cid}/timecard_entries/{free['id']}"
+    free_url = f"{emulator.procore_url}/rest/v1.0/companies/{cid}/timecard_entries/{free['id']}"
     patched = s.patch(free_url, json={"project_id": pid, "timecard_entry": {"hours": "6.5"}}).json()
     assert patched["hours"] == "6.5" and patched["updated_at"] >= free["updated_at"]
     assert s.delete(free_url).status_code == 200
     assert s.get(free_url).status_code == 404
-    listed = s.get(f"{emu.procore_url}/rest/v1.0/companies/{cid}/timecard_entries",
+    listed = s.get(f"{emulator.procore_url}/rest/v1.0/companies/{cid}/timecard_entries",
                    params={"start_date": "2026-03-02", "end_date": "2026-03-02"}).json()
     assert [e["id"] for e in listed] == [locked["id"]]
-    admin = {e["id"]: e for e in emu.admin.procore_entries()}
+    admin = {e["id"]: e for e in emulator.admin.procore_entries()}
     assert admin[free["id"]]["deleted_at"] and admin[locked["id"]]["approval_status"] == "approved"
 
 
-def test_entry_lists_paginate_with_link_headers_and_filter_by_party(emu, h):
-    s = procore_session(emu, h)
+def test_entry_lists_paginate_with_link_headers_and_filter_by_party(emulator, h):
+    s = procore_session(emulator, h)
     days = [f"2026-03-{d:02d}" for d in range(2, 7)]
-    s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h, tech=t, day=d) for d in days
+    s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h, tech=t, day=d) for d in days
                                                          for t in (0, 4, 6, 7, 8)]})
-    emu.admin.config(procore_max_per_page=10)
-    url = f"{emu.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/timecard_entries"
+    emulator.admin.config(procore_max_per_page=10)
+    url = f"{emulator.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/timecard_entries"
     first = s.get(url, params={"start_date": "2026-03-03", "end_date": "2026-03-06", "per_page": 50})
     assert first.headers["Total"] == "20" and first.headers["Per-Page"] == "10" and len(first.json()) == 10
     seen, resp = [], first
@@ -385,12 +371,12 @@ def test_entry_lists_paginate_with_link_headers_and_filter_by_party(emu, h):
     assert {e["party"]["id"] for e in both} == set(parties) and len(both) == 2
 
 
-def test_rate_limit_headers_on_every_response_and_429_when_over(emu, h):
-    s = procore_session(emu, h)
-    emu.admin.config(procore_rate_limit={"spike": 3, "spike_window_s": 0.5, "retry_after_on_429": True})
-    url = f"{emu.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
+def test_rate_limit_headers_on_every_response_and_429_when_over(emulator, h):
+    s = procore_session(emulator, h)
+    emulator.admin.config(procore_rate_limit={"spike": 3, "spike_window_s": 0.5, "retry_after_on_429": True})
+    url = f"{emulator.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
     remaining = [s.get(url).headers["X-Rate-Limit-Remaining"] for _ in range(2)]
-    failed = s.get(f"{emu.procore_url}/rest/v1.0/projects/42")  # failed requests count too
+    failed = s.get(f"{emulator.procore_url}/rest/v1.0/projects/42")  # failed requests count too
     assert remaining == ["2", "1"] and failed.status_code == 404 and failed.headers["X-Rate-Limit-Remaining"] == "0"
     over = s.get(url)
     assert over.status_code == 429 and over.headers["Content-Type"].startswith("text/plain")
@@ -402,85 +388,85 @@ def test_rate_limit_headers_on_every_response_and_429_when_over(emu, h):
 
 @pytest.mark.parametrize(("kind", "status", "retry_after"), [
     ("429", 429, "7"), ("503", 503, "7"), ("500", 500, None), ("502", 502, None), ("504", 504, None)])
-def test_status_faults_answer_before_anything_happens(emu, h, kind, status, retry_after):
-    s = procore_session(emu, h)
+def test_status_faults_answer_before_anything_happens(emulator, h, kind, status, retry_after):
+    s = procore_session(emulator, h)
     rule = {"service": "procore", "method": "POST", "path": "/timesheets$", "kind": kind, "count": 1}
-    emu.admin.add_faults({**rule, "retry_after": 7} if retry_after else rule)
-    r = s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)]})
+    emulator.admin.add_faults({**rule, "retry_after": 7} if retry_after else rule)
+    r = s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h)]})
     assert r.status_code == status and r.headers.get("Retry-After") == retry_after
     assert "X-Rate-Limit-Remaining" in r.headers  # every /rest answer carries them, injected ones too
-    assert emu.admin.procore_entries() == []
-    assert s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)]}).status_code == 200  # count used up
+    assert emulator.admin.procore_entries() == []
+    assert s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h)]}).status_code == 200  # count used up
 
 
-def test_body_faults_html_and_empty(emu, h):
-    s = st_login(emu, h)
-    emu.admin.add_faults({"service": "servicetrade", "path": "^/api/user$", "kind": "html_502", "count": 1},
+def test_body_faults_html_and_empty(emulator, h):
+    s = st_login(emulator, h)
+    emulator.admin.add_faults({"service": "servicetrade", "path": "^/api/user$", "kind": "html_502", "count": 1},
                          {"service": "servicetrade", "path": "^/api/user$", "kind": "empty_body", "count": 1})
-    html = s.get(f"{emu.st_url}/user")
+    html = s.get(f"{emulator.st_url}/user")
     assert html.status_code == 502 and html.headers["Content-Type"] == "text/html" and "<html>" in html.text
-    empty = s.get(f"{emu.st_url}/user")
+    empty = s.get(f"{emulator.st_url}/user")
     assert empty.status_code == 200 and empty.content == b""
-    assert s.get(f"{emu.st_url}/user").json()["data"]["users"]
+    assert s.get(f"{emulator.st_url}/user").json()["data"]["users"]
 
 
-def test_latency_timeout_and_expire_auth_faults(emu, h):
-    s = procore_session(emu, h)
-    url = f"{emu.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
-    emu.admin.add_faults({"service": "procore", "kind": "latency", "latency_ms": 300, "count": 1})
+def test_latency_timeout_and_expire_auth_faults(emulator, h):
+    s = procore_session(emulator, h)
+    url = f"{emulator.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}"
+    emulator.admin.add_faults({"service": "procore", "kind": "latency", "latency_ms": 300, "count": 1})
     began = time.monotonic()
     assert s.get(url).status_code == 200 and time.monotonic() - began >= 0.3
 
-    emu.admin.add_faults({"service": "procore", "method": "POST", "kind": "timeout", "latency_ms": 200, "count": 1})
+    emulator.admin.add_faults({"service": "procore", "method": "POST", "kind": "timeout", "latency_ms": 200, "count": 1})
     with pytest.raises(requests.ConnectionError):
-        s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)]})
-    assert emu.admin.procore_entries() == []  # nothing processed
-    emu.admin.add_faults({"service": "procore", "method": "POST", "kind": "timeout", "latency_ms": 1500,
+        s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h)]})
+    assert emulator.admin.procore_entries() == []  # nothing processed
+    emulator.admin.add_faults({"service": "procore", "method": "POST", "kind": "timeout", "latency_ms": 1500,
                           "count": 1})
     with pytest.raises(requests.ReadTimeout):
-        s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h)]}, timeout=0.3)
+        s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h)]}, timeout=0.3)
 
-    emu.admin.add_faults({"service": "procore", "kind": "expire_auth", "count": 1})
+    emulator.admin.add_faults({"service": "procore", "kind": "expire_auth", "count": 1})
     assert s.get(url).status_code == 401
     assert s.get(url).status_code == 401  # the token really is gone
-    st = st_login(emu, h)
-    emu.admin.add_faults({"service": "servicetrade", "kind": "expire_auth", "count": 1})
-    assert st.get(f"{emu.st_url}/user").status_code == 401
+    st = st_login(emulator, h)
+    emulator.admin.add_faults({"service": "servicetrade", "kind": "expire_auth", "count": 1})
+    assert st.get(f"{emulator.st_url}/user").status_code == 401
 
 
-def test_lost_response_commits_and_closes_without_a_byte(emu, h):
-    s = procore_session(emu, h)
-    emu.admin.add_faults({"service": "procore", "method": "POST", "path": "/timesheets$", "kind": "lost_response",
+def test_lost_response_commits_and_closes_without_a_byte(emulator, h):
+    s = procore_session(emulator, h)
+    emulator.admin.add_faults({"service": "procore", "method": "POST", "path": "/timesheets$", "kind": "lost_response",
                           "count": 1})
     with pytest.raises(requests.ConnectionError):
-        s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h, origin_id=77)]})
-    assert [e["origin_id"] for e in emu.admin.procore_entries()] == [77]
-    listed = s.get(f"{emu.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/timecard_entries",
+        s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h, origin_id=77)]})
+    assert [e["origin_id"] for e in emulator.admin.procore_entries()] == [77]
+    listed = s.get(f"{emulator.procore_url}/rest/v1.0/companies/{h['procore_company_id']}/timecard_entries",
                    params={"start_date": "2026-03-02", "end_date": "2026-03-02"})
     assert [e["origin_id"] for e in listed.json()] == [77]
 
 
-def test_probability_faults_are_reproducible_with_a_seed(emu, h):
+def test_probability_faults_are_reproducible_with_a_seed(emulator, h):
     def pattern() -> list[int]:
-        emu.admin.clear_faults()
-        emu.admin.add_faults({"service": "servicetrade", "kind": "500", "probability": 0.5, "seed": 3})
-        return [requests.get(f"{emu.st_url}/user").status_code for _ in range(12)]
+        emulator.admin.clear_faults()
+        emulator.admin.add_faults({"service": "servicetrade", "kind": "500", "probability": 0.5, "seed": 3})
+        return [requests.get(f"{emulator.st_url}/user").status_code for _ in range(12)]
 
     first = pattern()
     assert first == pattern() and set(first) == {401, 500}
     with pytest.raises(AdminError):
-        emu.admin.add_faults({"kind": "teapot"})
+        emulator.admin.add_faults({"kind": "teapot"})
 
 
-def test_requests_are_counted_by_route_template_without_admin_calls(emu, h):
-    s = procore_session(emu, h)
-    emu.admin.reset_requests()
-    s.get(f"{emu.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}")
-    s.get(f"{emu.procore_url}/rest/v1.0/projects/{h['project_ids'][1]}")
-    s.post(bulk_url(emu, h), json={"timecard_entries": [entry(h, project_index=1)]})
-    requests.get(f"{emu.st_url}/clock")
-    emu.admin.st_state()
-    counts = emu.admin.requests()
+def test_requests_are_counted_by_route_template_without_admin_calls(emulator, h):
+    s = procore_session(emulator, h)
+    emulator.admin.reset_requests()
+    s.get(f"{emulator.procore_url}/rest/v1.0/projects/{h['project_ids'][0]}")
+    s.get(f"{emulator.procore_url}/rest/v1.0/projects/{h['project_ids'][1]}")
+    s.post(bulk_url(emulator, h), json={"timecard_entries": [entry(h, project_index=1)]})
+    requests.get(f"{emulator.st_url}/clock")
+    emulator.admin.st_state()
+    counts = emulator.admin.requests()
     rows = {(r["service"], r["method"], r["route"], r["status"]): r["count"] for r in counts["by_route"]}
     assert rows == {("procore", "GET", "/rest/v1.0/projects/{pid}", 200): 2,
                     ("procore", "POST", "/rest/v1.0/companies/{cid}/timesheets", 422): 1,
