@@ -26,6 +26,7 @@ from worker.store import technicians as technician_store
 from worker.store.links import find_link
 from worker.sync.identity import parse_origin
 from worker.sync.pipeline import Progress, Selection, run_sync
+from worker.sync.posting import id_of
 from worker.sync.rebuild import RebuildResult, rebuild_window
 from worker.sync.runner import RunOutcome, execute_run
 
@@ -335,13 +336,12 @@ def _hand_entries(procore: Any, project_id: int, window: Period, names: dict[int
     """Entries of the project for the window's days that carry no stsync identity: typed in by a person."""
     found: list[tuple[int, date, Decimal | None]] = []
     for entry in procore.list_entries(window.start, window.end):
-        project, party = entry.get("project"), entry.get("party")
-        entry_project = project.get("id") if isinstance(project, dict) else entry.get("project_id")
-        party_id = party.get("id") if isinstance(party, dict) else entry.get("party_id")
-        if entry.get("deleted_at") or parse_origin(entry) is not None or str(entry_project) != str(project_id):
+        party_id = id_of(entry, "party")
+        if (entry.get("deleted_at") or parse_origin(entry) is not None or id_of(entry, "project") != project_id
+                or party_id is None):
             continue
         hours = entry.get("hours")
-        found.append((int(party_id), date.fromisoformat(str(entry["date"])),
+        found.append((party_id, date.fromisoformat(str(entry["date"])),
                       Decimal(str(hours)).quantize(Decimal("0.01")) if hours else None))
     if any(party not in names for party, _, _ in found):  # a person stsync has not stored yet: ask Procore
         names = {**{int(p["id"]): f"{p.get('first_name', '')} {p.get('last_name', '')}".strip()

@@ -158,6 +158,7 @@ class Applier:
         if not candidates:
             return 0
         found = self.poster.find_existing(candidates.values())
+        log.info("sync.looked_before_creating", looked_for=len(candidates), found=len(found))
         if not found:
             return 0
         fresh, again, history = [], [], []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -211,11 +211,7 @@ class Poster:
             self._note_failure(f"{sent.source_key}: Procore changed the entry ({difference})")
 
     def _read_back(self, pairs: list[tuple[Sendable, dict[str, Any]]]) -> list[tuple[Sendable, dict[str, Any]]]:
-        dates = [sent.work_date for sent, _ in pairs if sent.work_date]
-        parties = sorted({sent.party_id for sent, _ in pairs if sent.party_id})
-        if not dates:
-            return pairs
-        stored = {int(e["id"]): e for e in self.procore.list_entries(min(dates), max(dates), party_ids=parties)}
+        stored = {int(e["id"]): e for e in self._entries_of([sent for sent, _ in pairs])}
         return [(sent, {**entry, **{k: v for k, v in stored.get(int(entry["id"]), {}).items()
                                     if k == "approval_status"}}) for sent, entry in pairs]
 
@@ -243,54 +239,39 @@ class Poster:
     def reconcile(self, rows: Sequence[Sendable | LedgerRow]) -> dict[int, tuple[int, str | None]]:
         """Step 11: look the rows up in Procore by party and date and match their identity; those found become
         `posted`. Never post blind. Returns row id → (Procore entry id, approval state) of those found."""
-        candidates = [r for r in rows if r.work_date is not None and r.party_id is not None]
-        if not candidates:
-            return {}
-        by_key = {r.source_key: r for r in candidates}
-        found: dict[int, tuple[int, str | None]] = {}
-        for entry in self.procore.list_entries(min(r.work_date for r in candidates),
-                                               max(r.work_date for r in candidates),
-                                               party_ids=sorted({r.party_id for r in candidates})):
-            origin = parse_origin(entry)
-            row = by_key.get(origin.source_key) if origin is not None else None
-            if row is not None and row.id not in found and matches(entry, self.company_id, row.source_key):
-                found[row.id] = (int(entry["id"]), entry.get("approval_status"))
+        by_key = {r.source_key: r for r in rows}
+        found = {by_key[key].id: (int(entry["id"]), entry.get("approval_status"))
+                 for key, entry in self.find_existing(rows).items()}
         if found:
             with session_scope(self.database_url) as s:
                 ledger_store.adopt(s, found, reason="reconciled", run_id=self.run_id, at=self.now)
-        log.info("sync.reconciled", looked_up=len(candidates), found=len(found))
+        log.info("sync.reconciled", looked_up=len(rows), found=len(found))
         return found
 
-    def find_existing(self, planned: Iterable[PlannedRow]) -> dict[str, dict[str, Any]]:
-        """Procore's entries that carry the identity of these planned rows, by source key: one list call per
-        thousand entries of their people and dates (P-6)."""
-        wanted = {p.source_key: p for p in planned}
-        if not wanted:
-            return {}
-        dates = [p.work_date for p in wanted.values() if p.work_date is not None]
-        parties = sorted({p.party_id for p in wanted.values() if p.party_id is not None})
+    def find_existing(self, rows: Iterable[Sendable | LedgerRow | PlannedRow]) -> dict[str, dict[str, Any]]:
+        """Procore's live entries that carry the identity of these rows, by source key."""
+        wanted = {r.source_key for r in rows}
         found: dict[str, dict[str, Any]] = {}
-        for entry in self.procore.list_entries(min(dates), max(dates), party_ids=parties):
+        for entry in self._entries_of(rows):
             origin = parse_origin(entry)
             if (origin is not None and origin.source_key in wanted and origin.source_key not in found
                     and not entry.get("deleted_at") and matches(entry, self.company_id, origin.source_key)):
                 found[origin.source_key] = entry
-        log.info("sync.looked_before_creating", looked_for=len(wanted), found=len(found))
         return found
 
     def approved_now(self, rows: list[LedgerRow]) -> set[int]:
         """Which of these Procore entries are approved right now (read back, P-6)."""
-        with_ids = [r for r in rows if r.procore_entry_id and r.work_date and r.party_id]
-        if not with_ids:
-            return set()
-        ids = {r.procore_entry_id for r in with_ids}
-        return {
-            int(entry["id"])
-            for entry in self.procore.list_entries(min(r.work_date for r in with_ids),
-                                                   max(r.work_date for r in with_ids),
-                                                   party_ids=sorted({r.party_id for r in with_ids}))
-            if int(entry["id"]) in ids and entry.get("approval_status") in LOCKED_APPROVALS
-        }
+        ids = {r.procore_entry_id for r in rows if r.procore_entry_id}
+        return {int(entry["id"]) for entry in self._entries_of([r for r in rows if r.procore_entry_id])
+                if int(entry["id"]) in ids and entry.get("approval_status") in LOCKED_APPROVALS}
+
+    def _entries_of(self, rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        """Procore's entries of these rows' people and days (P-6), one list call per thousand; none without any."""
+        dated = [r for r in rows if r.work_date is not None and r.party_id is not None]
+        if not dated:
+            return iter(())
+        return self.procore.list_entries(min(r.work_date for r in dated), max(r.work_date for r in dated),
+                                         party_ids=sorted({r.party_id for r in dated}))
 
     # ------------------------------------------------------------------ changing and removing
 
@@ -383,9 +364,9 @@ def stored_differently(sent: dict[str, Any], stored: dict[str, Any]) -> str | No
     differences = []
     for field_name, sent_value, stored_value in (
         ("date", sent.get("date"), stored.get("date")),
-        ("party", sent.get("party_id"), _id_of(stored, "party")),
-        ("cost code", sent.get("cost_code_id"), _id_of(stored, "cost_code")),
-        ("cost type", sent.get("line_item_type_id"), _id_of(stored, "line_item_type")),
+        ("party", sent.get("party_id"), id_of(stored, "party")),
+        ("cost code", sent.get("cost_code_id"), id_of(stored, "cost_code")),
+        ("cost type", sent.get("line_item_type_id"), id_of(stored, "line_item_type")),
         ("hours", _decimal(sent.get("hours")), _decimal(stored.get("hours"))),
     ):
         if sent_value is None or stored_value is None:
@@ -395,7 +376,7 @@ def stored_differently(sent: dict[str, Any], stored: dict[str, Any]) -> str | No
     return "; ".join(differences) or None
 
 
-def _id_of(entry: dict[str, Any], name: str) -> int | None:
+def id_of(entry: dict[str, Any], name: str) -> int | None:
     """`name_id`, or the id of the nested `name` object; None when the answer has neither as a number."""
     value = entry.get(f"{name}_id")
     if value is None and isinstance(entry.get(name), dict):

@@ -20,7 +20,7 @@ from worker.sync.context import fetch_technicians, load_project_context
 from worker.sync.identity import parse_origin
 from worker.sync.pipeline import record_context, snapshot
 from worker.sync.plan import plan_rows
-from worker.sync.posting import Poster
+from worker.sync.posting import Poster, id_of
 from worker.sync.reading import read_events
 from worker.sync.report import RunReport
 
@@ -71,7 +71,7 @@ def rebuild_window(link_id: int, window: Period, *, st: ServiceTradeClient, proc
             planned, rows, window, manual=False)
 
         in_procore = [e for e in procore.list_entries(window.start, window.end) if not e.get("deleted_at")
-                      and str(_project_of(e)) == str(link.project_id)]
+                      and id_of(e, "project") == link.project_id]
         ours = {origin.source_key for e in in_procore if (origin := parse_origin(e)) is not None}
         postable = {key for key, p in planned.items() if p.payload is not None}
         return RebuildResult(
@@ -81,8 +81,3 @@ def rebuild_window(link_id: int, window: Period, *, st: ServiceTradeClient, proc
                                      if (origin := parse_origin(e)) is None or origin.source_key not in planned),
             not_in_procore=len(postable - ours),
         )
-
-
-def _project_of(entry: dict[str, Any]) -> Any:
-    project = entry.get("project")
-    return project.get("id") if isinstance(project, dict) else entry.get("project_id")
